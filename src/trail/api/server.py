@@ -1,0 +1,133 @@
+"""The small HTTP API of ``trail up`` (JSON; bound to 127.0.0.1 by default).
+
+| method | path | body / query | answer |
+|---|---|---|---|
+| GET | /v1/health | | broker, sink and SDK state |
+| POST | /v1/events | JSON lines (one event each) | ``{"accepted", "rejected", "errors"}`` |
+| GET | /v1/events | since, until, action, category, actor, subject_ref, limit | ``{"events": [...]}`` |
+| GET | /v1/gaps | producer | ``{"gaps": [...]}`` |
+| GET | /v1/counts | | counts read from the store |
+
+Subjects are addressed by their reference (HMAC), never by the raw id: the command line
+computes the reference with the organisation's key before it asks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlparse
+
+from trail.errors import StoreError, TrailError, ValidationError
+from trail.events.model import parse_timestamp
+from trail.logging import get_logger
+from trail.service import QueryFilters
+
+log = get_logger("trail.api")
+MAX_BODY = 256 * 1024 * 1024
+
+
+class Backend(Protocol):
+    def health(self) -> dict[str, Any]: ...
+    def emit(self, lines: list[bytes]) -> dict[str, Any]: ...
+    def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]: ...
+    def gaps(self, producer: str | None) -> list[dict[str, Any]]: ...
+    def counts(self) -> dict[str, Any]: ...
+
+
+def _filters(q: dict[str, list[str]]) -> QueryFilters:
+    def one(name: str) -> str | None:
+        vals = q.get(name)
+        return vals[-1] if vals else None
+
+    f = QueryFilters(action=one("action"), category=one("category"))
+    since, until, limit = one("since"), one("until"), one("limit")
+    f.since = parse_timestamp("since", since) if since else None
+    f.until = parse_timestamp("until", until) if until else None
+    if limit is not None:
+        if not limit.isdigit() or not 0 < int(limit) <= 1_000_000:
+            raise ValidationError("limit", "must be a whole number from 1 to 1000000")
+        f.limit = int(limit)
+    return f
+
+
+def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "trail"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return  # one canonical line per request is written below instead
+
+        def _send(self, status: int, body: Any) -> None:
+            data = json.dumps(body, default=_json_default, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _route(self, method: str) -> None:
+            url = urlparse(self.path)
+            q = parse_qs(url.query)
+            try:
+                if method == "GET" and url.path == "/v1/health":
+                    self._send(200, backend.health())
+                elif method == "POST" and url.path == "/v1/events":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    if length > MAX_BODY:
+                        self._send(413, {"error": f"body over {MAX_BODY} bytes; send the file in parts"})
+                        return
+                    body = self.rfile.read(length)
+                    self._send(200, backend.emit(body.splitlines()))
+                elif method == "GET" and url.path == "/v1/events":
+                    f = _filters(q)
+                    actor = (q.get("actor") or [None])[-1]
+                    ref = (q.get("subject_ref") or [None])[-1]
+                    if actor:
+                        rows = backend.query("actor", actor, f)
+                    elif ref:
+                        rows = backend.query("subject", ref, f)
+                    else:
+                        rows = backend.query("events", None, f)
+                    self._send(200, {"events": rows})
+                elif method == "GET" and url.path == "/v1/gaps":
+                    self._send(200, {"gaps": backend.gaps((q.get("producer") or [None])[-1])})
+                elif method == "GET" and url.path == "/v1/counts":
+                    self._send(200, backend.counts())
+                else:
+                    self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
+            except ValidationError as exc:
+                self._send(400, {"error": str(exc)})
+            except StoreError as exc:
+                self._send(503, {"error": str(exc)})
+            except TrailError as exc:
+                self._send(500, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001  # the API answers; it does not die with one request
+                log.exception("api.internal_error", path=url.path)
+                self._send(500, {"error": f"internal error ({type(exc).__name__}); see the trail up log"})
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._route("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._route("POST")
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    t = threading.Thread(target=server.serve_forever, name="trail-api", daemon=True)
+    t.start()
+    return t
+
+
+def _json_default(obj: object) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return str(obj)

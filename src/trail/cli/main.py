@@ -1,0 +1,393 @@
+"""The ``trail`` command line (DESIGN.md §5).
+
+Exit status: 0 success; 1 a finding (``gaps``); 2 bad usage, input or configuration;
+3 the stack, broker or store failed. Errors are one line on stderr that says what to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from trail import __version__
+from trail.config import Settings, load_settings
+from trail.errors import ConfigError, TrailError, UsageError, ValidationError
+from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
+from trail.logging import configure
+from trail.service import QueryFilters
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"trail: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj: Settings = ctx.obj
+    return obj
+
+
+def data_dir_option(fn: F) -> F:
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).",
+        expose_value=True,
+    )(fn)
+
+
+class TrailGroup(click.Group):
+    """Turns trail's own errors into one line on stderr and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ValidationError, ConfigError, UsageError) as exc:
+            _fail(str(exc), 2)
+        except TrailError as exc:
+            _fail(str(exc), 3)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+@click.group(cls=TrailGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trail")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).")  # fmt: skip
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """trail: the audit trail of every operation on personal information."""
+    try:
+        ctx.obj = load_settings(data_dir=data_dir)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    # Long-running roles log at the configured level; one-shot commands only say what went wrong.
+    quiet = ctx.invoked_subcommand not in ("up", "sink", "demo") and "TRAIL_LOG_LEVEL" not in os.environ
+    configure("warning" if quiet else ctx.obj.log_level, ctx.obj.log_format)
+
+
+def _apply_data_dir(ctx: click.Context, data_dir: Path | None) -> Settings:
+    if data_dir is not None:
+        try:
+            ctx.obj = load_settings(data_dir=data_dir)
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+    return _settings(ctx)
+
+
+# -------------------------------------------------------------------- output helpers
+def emit_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None, title: str = "") -> None:
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    cols = columns or (list(rows[0]) if rows else [])
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(cols)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in cols])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, show_lines=False)
+    for c in cols:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in cols])
+    Console(soft_wrap=False, width=max(160, Console().width)).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def event_summary(ev: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "occurred_at": ev["occurred_at"],
+        "event_id": ev["event_id"],
+        "actor": f"{ev['actor']['kind']}:{ev['actor']['id']}",
+        "action": ev["action"],
+        "records": ev["record_count"],
+        "subjects": len(ev["subject_refs"]),
+        "categories": ev["data_categories"],
+        "target": ev["target"]["system"] + (f"/{ev['target']['dataset']}" if "dataset" in ev["target"] else ""),
+        "destination": (ev.get("destination") or {}).get("kind", ""),
+        "outcome": ev["outcome"],
+        "producer": f"{ev['producer']['id']}#{ev['producer']['seq']}",
+    }
+
+
+def _backend(settings: Settings) -> tuple[Any, Callable[[], None]]:
+    """The API client when ``trail up`` runs on this data directory, else the store in-process."""
+    from trail.local.stack import ApiClient, direct_backend, running_server
+
+    info = running_server(settings)
+    if info:
+        return ApiClient(info["api"]), lambda: None
+    backend = direct_backend(settings)
+
+    def close() -> None:
+        backend.client.close(timeout=30)
+        backend.store.close()
+
+    return backend, close
+
+
+# -------------------------------------------------------------------- commands
+@cli.command()
+@click.option("--form", type=click.Choice(["wire", "input"]), default="wire", show_default=True,
+              help="wire: as carried on trail.events and stored; input: as a service hands it to the SDK.")  # fmt: skip
+def schema(form: str) -> None:
+    """Print the JSON Schema of the v1 audit event."""
+    from importlib import resources
+
+    text = resources.files("trail.events").joinpath("schema", f"audit-v1.{form}.json").read_text(encoding="utf-8")
+    click.echo(text)
+
+
+@cli.command()
+@data_dir_option
+@click.pass_context
+def up(ctx: click.Context, data_dir: Path | None) -> None:
+    """Run the local stack: broker, sink, store and HTTP API, until SIGINT/SIGTERM."""
+    from trail.local.stack import LocalStack
+
+    settings = _apply_data_dir(ctx, data_dir)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stack = LocalStack(settings).start()
+    click.echo(
+        json.dumps({"api": stack.api_url, "kafka": stack.bootstrap, "data_dir": str(settings.data_dir)}),
+        err=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+
+
+@cli.command()
+@data_dir_option
+@click.option("--fresh", is_flag=True, help="Delete the data directory's previous demo first.")
+@click.option("--events", "n_events", type=click.IntRange(100, 200_000), default=4000, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, data_dir: Path | None, fresh: bool, n_events: int) -> None:
+    """A scripted end-to-end run on a fresh data directory."""
+    from trail.demo import run_demo
+
+    settings = _apply_data_dir(ctx, data_dir)
+    sys.exit(run_demo(settings, fresh=fresh, n_events=n_events))
+
+
+@cli.command()
+@data_dir_option
+@click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), required=True,
+              help="JSON lines, one v1 event per line ('-' for standard input).")  # fmt: skip
+@click.pass_context
+def emit(ctx: click.Context, data_dir: Path | None, path: Path) -> None:
+    """Send v1 events through the SDK; prints {"accepted", "rejected", "errors"}."""
+    settings = _apply_data_dir(ctx, data_dir)
+    if str(path) == "-":
+        lines = sys.stdin.buffer.read().splitlines()
+    else:
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError as exc:
+            raise UsageError(f"--file: cannot read {path} ({exc.strerror})") from None
+    backend, close = _backend(settings)
+    try:
+        if hasattr(backend, "client") and sys.stderr.isatty() and len(lines) > 1000:
+            from rich.progress import Progress
+
+            from trail.service import emit_lines
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("recording", total=len(lines))
+                result = emit_lines(backend.client, lines, progress=lambda n: bar.update(task, completed=n)).as_dict()
+        else:
+            result = backend.emit(lines)
+    finally:
+        close()
+    click.echo(json.dumps(result, ensure_ascii=False))
+    if result["accepted"] == 0 and result["rejected"] > 0:
+        sys.exit(2)
+
+
+def _query_options(fn: F) -> F:
+    fn = click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)(fn)
+    fn = click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)(fn)
+    fn = click.option("--category", type=click.Choice(DATA_CATEGORIES))(fn)
+    fn = click.option("--action", type=click.Choice(ACTIONS))(fn)
+    fn = click.option("--until", help="RFC 3339 timestamp (exclusive).")(fn)
+    fn = click.option("--since", help="RFC 3339 timestamp (inclusive).")(fn)
+    return data_dir_option(fn)
+
+
+def _filters(since: str | None, until: str | None, action: str | None, category: str | None, limit: int) -> QueryFilters:
+    return QueryFilters(
+        since=parse_timestamp("--since", since) if since else None,
+        until=parse_timestamp("--until", until) if until else None,
+        action=action,
+        category=category,
+        limit=limit,
+    )
+
+
+@cli.group("query")
+def query_group() -> None:
+    """Read the trail: all events, one subject's, one actor's."""
+
+
+def _run_query(ctx: click.Context, data_dir: Path | None, kind: str, key: str | None, fmt: str, **f: Any) -> None:
+    settings = _apply_data_dir(ctx, data_dir)
+    filters = _filters(**f)
+    backend, close = _backend(settings)
+    try:
+        rows = backend.query(kind, key, filters)
+    finally:
+        close()
+    if fmt == "json":
+        emit_rows(rows, "json")
+    else:
+        emit_rows([event_summary(r) for r in rows], fmt, title=f"{len(rows)} events")
+
+
+@query_group.command("events")
+@_query_options
+@click.pass_context
+def query_events(ctx: click.Context, data_dir: Path | None, fmt: str, **f: Any) -> None:
+    """Events in a time range, oldest first."""
+    _run_query(ctx, data_dir, "events", None, fmt, **f)
+
+
+@query_group.command("subject")
+@click.argument("subject_id")
+@_query_options
+@click.pass_context
+def query_subject(ctx: click.Context, subject_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
+    """Every event about one subject (give the raw id; only its keyed reference is used)."""
+    from trail.sdk.pseudonymise import Pseudonymiser
+
+    settings = _apply_data_dir(ctx, data_dir)
+    ref = subject_id.lower() if _is_ref(subject_id) else Pseudonymiser(settings.require_subject_key()).ref(subject_id)
+    _run_query(ctx, data_dir, "subject", ref, fmt, **f)
+
+
+def _is_ref(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+@query_group.command("actor")
+@click.argument("actor_id")
+@_query_options
+@click.pass_context
+def query_actor(ctx: click.Context, actor_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
+    """Every event one actor (employee, service, agent) performed."""
+    _run_query(ctx, data_dir, "actor", actor_id, fmt, **f)
+
+
+@cli.command()
+@data_dir_option
+@click.option("--producer", help="Only this producer id.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def gaps(ctx: click.Context, data_dir: Path | None, producer: str | None, fmt: str) -> None:
+    """Missing producer.seq ranges per producer; exit 1 when there are any."""
+    settings = _apply_data_dir(ctx, data_dir)
+    backend, close = _backend(settings)
+    try:
+        rows = backend.gaps(producer)
+    finally:
+        close()
+    if rows or fmt != "table":
+        emit_rows(rows, fmt, columns=["producer_id", "first_missing", "last_missing", "missing"], title="sequence gaps")
+    else:
+        click.echo("no gaps: every producer's sequence is complete from 1 to its highest stored seq")
+    sys.exit(1 if rows else 0)
+
+
+@cli.command()
+@data_dir_option
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def counts(ctx: click.Context, data_dir: Path | None, fmt: str) -> None:
+    """Counts read back from the store: events, deliveries, producers, records, by action."""
+    settings = _apply_data_dir(ctx, data_dir)
+    backend, close = _backend(settings)
+    try:
+        c = backend.counts()
+    finally:
+        close()
+    if fmt == "json":
+        click.echo(json.dumps(c))
+        return
+    rows = [{"action": a, "events": v["events"], "records": v["records"]} for a, v in c["by_action"].items()]
+    emit_rows(rows, fmt, columns=["action", "events", "records"], title=f"{c.get('events', 0)} events")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration."""
+
+
+@config_group.command("show")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def config_show(ctx: click.Context, fmt: str) -> None:
+    """Print the effective settings, secrets masked."""
+    values = _settings(ctx).masked()
+    if fmt == "json":
+        click.echo(json.dumps(values, default=str))
+    else:
+        emit_rows([{"setting": k, "value": v} for k, v in values.items()], "table", ["setting", "value"])
+
+
+@cli.command()
+@data_dir_option
+@click.pass_context
+def sink(ctx: click.Context, data_dir: Path | None) -> None:
+    """Run the sink consumer alone (production role; see consumers/sink.py)."""
+    from trail.ingest.runner import run_sink
+
+    settings = _apply_data_dir(ctx, data_dir)
+    sys.exit(run_sink(settings))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="trail")
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        yield from fh
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""One frozen, typed settings object for every trail process.
+
+Sources, later wins: built-in defaults, an optional ``trail.toml`` (``$TRAIL_CONFIG`` or
+``./trail.toml``, table ``[trail]`` or top level), then ``TRAIL_*`` environment variables.
+Everything is validated once, at start-up, with messages that name the variable.
+
+| variable | meaning | default |
+|---|---|---|
+| TRAIL_DATA_DIR | local data directory (store, spool, keys, server.json) | ./.trail |
+| TRAIL_MODE | ``local`` or ``production`` | local |
+| TRAIL_NAMESPACE | prefix for topic names (multi-tenant clusters) | empty |
+| TRAIL_KAFKA_BOOTSTRAP | ``host:port[,host:port]``; unset = the local stack's broker | unset |
+| TRAIL_CLICKHOUSE_DSN | ``http://user:pass@host:8123`` or ``chdb:///path``; unset = chDB in the data dir | unset |
+| TRAIL_CLICKHOUSE_DATABASE | database holding trail's tables | trail |
+| TRAIL_SUBJECT_KEY | key for subject pseudonymisation (≥ 32 characters) | required in production |
+| TRAIL_SUBJECT_KEY_FILE | file holding that key | unset |
+| TRAIL_SPOOL_DIR | SDK on-disk spool | DATA_DIR/spool |
+| TRAIL_SPOOL_MAX_BYTES | bound of the SDK spool | 1 GiB |
+| TRAIL_SINK_BATCH_SIZE | sink flushes at this many rows ... | 20000 |
+| TRAIL_SINK_BATCH_SECONDS | ... or after this many seconds | 1.0 |
+| TRAIL_SINK_MAX_DEADLETTER_RATIO | crash if a batch dead-letters more than this share | 0.5 |
+| TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
+| TRAIL_LOG_FORMAT | ``json`` or ``console`` (default: console on a TTY) | auto |
+| TRAIL_LOG_LEVEL | debug, info, warning, error | info |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trail.errors import ConfigError
+
+MIN_KEY_LEN = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".trail")
+    mode: str = "local"
+    namespace: str = ""
+    kafka_bootstrap: str | None = None
+    clickhouse_dsn: str | None = None
+    clickhouse_database: str = "trail"
+    subject_key: str | None = field(default=None, repr=False)
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 1 << 30
+    sink_batch_size: int = 20_000
+    sink_batch_seconds: float = 1.0
+    sink_max_deadletter_ratio: float = 0.5
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    # -- derived values -------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        """The full topic name for ``events``, ``alerts`` or ``deadletter``."""
+        return f"{self.namespace}trail.{name}"
+
+    @property
+    def store_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'store').resolve()}"
+
+    @property
+    def effective_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    def require_subject_key(self) -> bytes:
+        """The pseudonymisation key; in local mode one is created in the data directory."""
+        if self.subject_key:
+            return self.subject_key.encode("utf-8")
+        if self.mode == "production":
+            raise ConfigError(
+                "TRAIL_SUBJECT_KEY (or TRAIL_SUBJECT_KEY_FILE) is required in production mode: "
+                "subject ids are pseudonymised with it, and it must be the same for every service"
+            )
+        path = self.data_dir / "subject.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode("utf-8")
+
+    def masked(self) -> dict[str, Any]:
+        """The effective values for display, secrets masked."""
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        out["subject_key"] = "****" if self.subject_key else None
+        if self.clickhouse_dsn and "@" in self.clickhouse_dsn:
+            scheme, rest = self.clickhouse_dsn.split("://", 1)
+            out["clickhouse_dsn"] = f"{scheme}://****@{rest.split('@', 1)[1]}"
+        out["store_dsn (effective)"] = out["clickhouse_dsn"] or self.store_dsn
+        return out
+
+
+_INT = {"spool_max_bytes", "sink_batch_size", "api_port"}
+_FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio"}
+_PATH = {"data_dir", "spool_dir"}
+
+
+def _coerce(name: str, value: Any, var: str) -> Any:
+    if name in _INT:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{var}: must be a whole number") from None
+        if number < 0:
+            raise ConfigError(f"{var}: must be 0 or more")
+        return number
+    if name in _FLOAT:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{var}: must be a number") from None
+    if name in _PATH:
+        return Path(str(value)).expanduser()
+    return str(value)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, config_file: Path | None = None, **overrides: Any
+) -> Settings:
+    """Read and validate the settings; ``overrides`` (e.g. from CLI flags) win over everything."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    names = set(Settings.__dataclass_fields__)
+
+    path = config_file or (Path(env["TRAIL_CONFIG"]) if env.get("TRAIL_CONFIG") else Path("trail.toml"))
+    if path.exists():
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        table = doc.get("trail", doc)
+        for key, val in table.items():
+            if key not in names:
+                raise ConfigError(f"{path}: unknown setting '{key}'")
+            values[key] = _coerce(key, val, f"{path}:{key}")
+
+    for name in names:
+        var = f"TRAIL_{name.upper()}"
+        if var in env and env[var] != "":
+            values[name] = _coerce(name, env[var], var)
+
+    key_file = env.get("TRAIL_SUBJECT_KEY_FILE")
+    if key_file and "subject_key" not in values:
+        try:
+            values["subject_key"] = Path(key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"TRAIL_SUBJECT_KEY_FILE: cannot read {key_file} ({exc.strerror})") from None
+
+    for key, val in overrides.items():
+        if val is not None:
+            values[key] = _coerce(key, val, f"--{key.replace('_', '-')}")
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.mode not in ("local", "production"):
+        raise ConfigError("TRAIL_MODE: must be 'local' or 'production'")
+    if s.subject_key is not None and len(s.subject_key) < MIN_KEY_LEN:
+        raise ConfigError(f"TRAIL_SUBJECT_KEY: must be at least {MIN_KEY_LEN} characters")
+    if s.mode == "production":
+        if not s.subject_key:
+            s.require_subject_key()  # raises the explanatory ConfigError
+        if not s.kafka_bootstrap:
+            raise ConfigError("TRAIL_KAFKA_BOOTSTRAP is required in production mode")
+    if s.namespace and not all(c.isalnum() or c in "._-" for c in s.namespace):
+        raise ConfigError("TRAIL_NAMESPACE: letters, digits, '.', '_' and '-' only")
+    if s.clickhouse_dsn and not s.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
+        raise ConfigError("TRAIL_CLICKHOUSE_DSN: must start with chdb://, http:// or https://")
+    if s.log_format not in ("auto", "json", "console"):
+        raise ConfigError("TRAIL_LOG_FORMAT: must be auto, json or console")
+    if s.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("TRAIL_LOG_LEVEL: must be debug, info, warning or error")
+    if not 0 < s.sink_max_deadletter_ratio <= 1:
+        raise ConfigError("TRAIL_SINK_MAX_DEADLETTER_RATIO: must be above 0 and at most 1")
+    if s.sink_batch_size < 1:
+        raise ConfigError("TRAIL_SINK_BATCH_SIZE: must be at least 1")
+
+
+def with_data_dir(s: Settings, data_dir: Path | None) -> Settings:
+    return s if data_dir is None else replace(s, data_dir=data_dir)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,72 @@
+"""The exceptions trail raises.
+
+Every error trail raises on purpose derives from :class:`TrailError`, so callers can catch
+one type. Messages carry what the user needs to act on (field, kind of value, limit) and
+never a subject id or a personal data value.
+
+    TrailError
+    ├── ConfigError               a setting is missing or invalid (names the variable)
+    ├── ValidationError           an audit event is invalid (names the field and reason)
+    │   └── UnknownSchemaError    the event names a schema this version does not know
+    ├── SpoolFullError            the SDK's on-disk spool reached its bound
+    ├── ClientClosedError         record() after close()
+    ├── TransportUnavailable      the broker could not take a batch (used for control flow)
+    ├── StoreError                the store refused or could not be reached
+    ├── BrokerError               the local broker could not be started
+    └── UsageError                bad command-line input (exit status 2)
+"""
+
+from __future__ import annotations
+
+
+class TrailError(Exception):
+    """Root of every error trail raises on purpose."""
+
+
+class ConfigError(TrailError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class ValidationError(TrailError):
+    """An audit event failed validation.
+
+    ``field`` is the dotted path of the offending field (``actor.kind``) and ``reason`` says
+    what is wrong with it, without echoing personal data.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class UnknownSchemaError(ValidationError):
+    """The event's ``schema`` is not one this version of trail accepts."""
+
+
+class SpoolFullError(TrailError):
+    """The SDK's on-disk spool is full: the event was not accepted (never dropped silently)."""
+
+
+class ClientClosedError(TrailError):
+    """The SDK client was closed; it takes no more events."""
+
+
+class TransportUnavailable(TrailError):
+    """The transport could not deliver a batch.
+
+    Used for control flow inside the SDK: the worker answers it by spooling the batch and
+    retrying later. It never reaches the caller of ``record()``.
+    """
+
+
+class StoreError(TrailError):
+    """The store refused a write or query, or could not be reached."""
+
+
+class BrokerError(TrailError):
+    """The local Kafka-protocol broker could not be started or reached."""
+
+
+class UsageError(TrailError):
+    """Bad command-line input; the CLI exits with status 2 and prints this one line."""

@@ -1,0 +1,390 @@
+"""Validation and canonical encoding of the v1 audit event (DESIGN.md §3).
+
+Two stages share one validator:
+
+* ``validate_input`` checks what a service hands the SDK: raw ``subject_ids`` are allowed
+  (the SDK pseudonymises them before the event leaves the process), ``producer`` and
+  ``hash`` must be absent, and missing ``event_id``/``occurred_at``/``outcome`` are filled.
+* ``validate_wire`` checks what arrives from the broker: ``subject_refs`` only, ``producer``
+  and ``hash`` present, and the hash must match the canonical encoding.
+
+Errors name the field and the reason. They echo a value only for enumerations and only a
+short prefix of it, never free text, identifiers or anything that could be personal data.
+
+This module does no I/O and is on the SDK's hot path: keep the per-event work small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from trail.errors import UnknownSchemaError, ValidationError
+
+SCHEMA_V1: Final = "trail.audit/v1"
+MAX_EVENT_BYTES: Final = 64 * 1024
+MAX_SUBJECTS: Final = 1000
+MAX_ATTRIBUTES: Final = 32
+MAX_ID_LEN: Final = 256
+MAX_TEXT_LEN: Final = 1024
+MAX_ATTR_KEY_LEN: Final = 64
+
+ACTOR_KINDS: Final = ("staff", "service", "agent", "subject", "system")
+ACTIONS: Final = (
+    "collect", "view", "query", "use", "modify", "correct", "copy", "export", "print",
+    "transfer", "provide", "disclose", "delete", "destroy", "deidentify", "anonymize",
+    "restore", "consent_grant", "consent_withdraw", "access_request",
+)  # fmt: skip
+DATA_CATEGORIES: Final = (
+    "name", "birth_date", "id_number", "address", "phone", "email", "account", "credential",
+    "location", "device_id", "communication", "marital_status", "employment", "income",
+    "financial", "health", "biometric", "religion", "political", "sexual_life",
+    "criminal_record", "minor", "other",
+)  # fmt: skip
+#: Shenzhen Art. 18-20, Dalian 6.3.3: explicit consent required.
+SENSITIVE_CATEGORIES: Final = frozenset(
+    {"biometric", "health", "religion", "political", "sexual_life", "criminal_record", "minor",
+     "financial", "location", "id_number"}
+)  # fmt: skip
+LEGAL_BASES: Final = ("consent", "contract", "hr", "public_duty", "news", "disclosed", "law")
+OUTCOMES: Final = ("success", "denied", "error")
+DESTINATION_KINDS: Final = ("file", "media", "third_party", "public", "abroad")
+#: Actions that move data somewhere; ``destination`` is meaningful for these.
+MOVING_ACTIONS: Final = frozenset({"copy", "export", "print", "transfer", "provide", "disclose"})
+
+_ACTOR_KINDS = frozenset(ACTOR_KINDS)
+_ACTIONS = frozenset(ACTIONS)
+_CATEGORIES = frozenset(DATA_CATEGORIES)
+_LEGAL = frozenset(LEGAL_BASES)
+_OUTCOMES = frozenset(OUTCOMES)
+_DEST_KINDS = frozenset(DESTINATION_KINDS)
+
+_TOP_FIELDS_COMMON = frozenset(
+    {"schema", "event_id", "occurred_at", "actor", "action", "record_count", "data_categories",
+     "purpose", "legal_basis", "consent_ref", "source", "location", "target", "destination",
+     "outcome", "attributes"}
+)  # fmt: skip
+_TOP_INPUT = _TOP_FIELDS_COMMON | {"subject_ids"}
+_TOP_WIRE = _TOP_FIELDS_COMMON | {"subject_refs", "producer", "hash"}
+
+# (field name, required, max length) for each nested object.
+_ACTOR_FIELDS: Final = {"kind": True, "id": True, "role": False, "department": False}
+_SOURCE_FIELDS: Final = {"service": True, "host": True, "environment": True}
+_LOCATION_FIELDS: Final = {"ip": False, "site": False, "region": False}
+_TARGET_FIELDS: Final = {"system": True, "dataset": False, "resource": False}
+_DEST_FIELDS: Final = {"kind": True, "name": False, "region": False}
+_PRODUCER_FIELDS: Final = frozenset({"id", "seq", "prev"})
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _show(value: object) -> str:
+    """A safe rendering of a wrong enumeration value for an error message.
+
+    Only short words that look like an enum member (lowercase letters, digits, '_') are
+    echoed; anything else could be personal data typed into the wrong field.
+    """
+    if isinstance(value, str):
+        if 0 < len(value) <= 32 and all(c.islower() or c.isdigit() or c in "_-./" for c in value):
+            return repr(value)
+        return f"a string of {len(value)} characters"
+    return f"a {_kind(value)}"
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _enum(field: str, value: object, allowed: frozenset[str], ordered: tuple[str, ...]) -> str:
+    if value.__class__ is not str or value not in allowed:
+        raise ValidationError(field, f"{_show(value)} is not one of {', '.join(ordered)}")
+    return value  # type: ignore[return-value]
+
+
+def _text(field: str, value: object, limit: int = MAX_ID_LEN, *, empty_ok: bool = False) -> str:
+    if value.__class__ is not str:
+        raise ValidationError(field, f"must be a string, got {_kind(value)}")
+    if not value and not empty_ok:
+        raise ValidationError(field, "must not be empty")
+    if len(value) > limit:  # type: ignore[arg-type]
+        raise ValidationError(field, f"is longer than {limit} characters")
+    return value  # type: ignore[return-value]
+
+
+def _object(
+    field: str, value: object, spec: Mapping[str, bool], limit: int = MAX_ID_LEN
+) -> dict[str, str]:
+    if value.__class__ is not dict:
+        raise ValidationError(field, f"must be an object, got {_kind(value)}")
+    obj: dict[str, Any] = value  # type: ignore[assignment]
+    out: dict[str, str] = {}
+    for key, val in obj.items():
+        if key not in spec:
+            raise ValidationError(f"{field}.{key}", f"unknown field; allowed: {', '.join(spec)}")
+        if val is None and not spec[key]:
+            continue
+        out[key] = _text(f"{field}.{key}", val, limit)
+    for key, required in spec.items():
+        if required and key not in out:
+            raise ValidationError(f"{field}.{key}", "is required")
+    return out
+
+
+def new_event_id() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, 74 random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFFFFFFFFFF) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= 0x2 << 62  # RFC 4122 variant
+    value |= rand & 0x3FFFFFFFFFFFFFFF  # rand_b, 62 bits
+    return str(uuid.UUID(int=value))
+
+
+def format_timestamp(dt: datetime) -> str:
+    """RFC 3339, UTC, microseconds: ``2026-11-22T10:05:27.123456Z``."""
+    if dt.tzinfo is None:
+        raise ValidationError("occurred_at", "must carry a UTC offset (for example ...Z)")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(field: str, value: object) -> datetime:
+    """Parse an RFC 3339 timestamp with an offset; the result is in UTC."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        if len(value) > 40:
+            raise ValidationError(field, "is not an RFC 3339 timestamp")
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(
+                field, "is not an RFC 3339 timestamp (expected like 2026-11-22T10:05:27.123456Z)"
+            ) from None
+    else:
+        raise ValidationError(field, f"must be an RFC 3339 timestamp string, got {_kind(value)}")
+    if dt.tzinfo is None:
+        raise ValidationError(field, "must carry a UTC offset (for example ...Z)")
+    return dt.astimezone(UTC)
+
+
+def _normalise_timestamp(field: str, value: object) -> str:
+    if value.__class__ is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T":  # type: ignore[index,arg-type]
+        # Fast path: already in canonical form; still check that it parses.
+        try:
+            datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")  # type: ignore[arg-type]  # noqa: DTZ007
+        except ValueError:
+            raise ValidationError(field, "is not an RFC 3339 timestamp") from None
+        return value  # type: ignore[return-value]
+    return format_timestamp(parse_timestamp(field, value))
+
+
+def _event_id(value: object) -> str:
+    if value.__class__ is not str:
+        raise ValidationError("event_id", f"must be a UUID string, got {_kind(value)}")
+    text: str = value  # type: ignore[assignment]
+    if len(text) == 36 and text[14] in "0123456789abcdef":
+        lowered = text.lower()
+        try:
+            if str(uuid.UUID(lowered)) == lowered:
+                return lowered
+        except ValueError:
+            pass
+    if len(text) > 45:
+        raise ValidationError("event_id", "is not a UUID")
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ValidationError("event_id", "is not a UUID") from None
+
+
+def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValidationError("", f"an audit event must be a JSON object, got {_kind(raw)}")
+    schema = raw.get("schema", SCHEMA_V1)
+    if schema != SCHEMA_V1:
+        raise UnknownSchemaError("schema", f"unknown schema {_show(schema)}; this trail accepts {SCHEMA_V1}")
+    for key in raw:
+        if key not in top:
+            name = key if isinstance(key, str) and len(key) <= 40 else "(a long key)"
+            raise ValidationError(name, "unknown field for trail.audit/v1")
+
+    ev: dict[str, Any] = {"schema": SCHEMA_V1}
+    event_id = raw.get("event_id")
+    ev["event_id"] = new_event_id() if event_id is None else _event_id(event_id)
+    occurred = raw.get("occurred_at")
+    ev["occurred_at"] = (
+        format_timestamp(datetime.now(UTC)) if occurred is None else _normalise_timestamp("occurred_at", occurred)
+    )
+
+    actor = _object("actor", raw.get("actor"), _ACTOR_FIELDS)
+    _enum("actor.kind", actor["kind"], _ACTOR_KINDS, ACTOR_KINDS)
+    ev["actor"] = actor
+    action = _enum("action", raw.get("action"), _ACTIONS, ACTIONS)
+    ev["action"] = action
+
+    cats = raw.get("data_categories")
+    if cats.__class__ is not list:
+        raise ValidationError("data_categories", f"must be a list of categories, got {_kind(cats)}")
+    if not cats:
+        raise ValidationError("data_categories", "must name at least one category (use 'other' if none fits)")
+    seen: list[str] = []
+    for i, cat in enumerate(cats):  # type: ignore[arg-type]
+        _enum(f"data_categories[{i}]", cat, _CATEGORIES, DATA_CATEGORIES)
+        if cat not in seen:
+            seen.append(cat)
+    ev["data_categories"] = seen
+
+    ev["purpose"] = _text("purpose", raw.get("purpose"), MAX_TEXT_LEN)
+    ev["legal_basis"] = _enum("legal_basis", raw.get("legal_basis"), _LEGAL, LEGAL_BASES)
+    consent_ref = raw.get("consent_ref")
+    if consent_ref is not None:
+        ev["consent_ref"] = _text("consent_ref", consent_ref)
+    ev["source"] = _object("source", raw.get("source"), _SOURCE_FIELDS)
+    location = raw.get("location")
+    ev["location"] = {} if location is None else _object("location", location, _LOCATION_FIELDS)
+    ev["target"] = _object("target", raw.get("target"), _TARGET_FIELDS)
+    dest = raw.get("destination")
+    if dest is not None:
+        d = _object("destination", dest, _DEST_FIELDS)
+        _enum("destination.kind", d["kind"], _DEST_KINDS, DESTINATION_KINDS)
+        ev["destination"] = d
+    outcome = raw.get("outcome")
+    ev["outcome"] = "success" if outcome is None else _enum("outcome", outcome, _OUTCOMES, OUTCOMES)
+
+    attrs = raw.get("attributes")
+    if attrs is not None:
+        if attrs.__class__ is not dict:
+            raise ValidationError("attributes", f"must be an object of string to string, got {_kind(attrs)}")
+        if len(attrs) > MAX_ATTRIBUTES:
+            raise ValidationError("attributes", f"has more than {MAX_ATTRIBUTES} keys")
+        for k, v in attrs.items():
+            if len(k) > MAX_ATTR_KEY_LEN or not k:
+                raise ValidationError("attributes", f"keys must be 1 to {MAX_ATTR_KEY_LEN} characters")
+            if v.__class__ is not str:
+                raise ValidationError(f"attributes.{k}", f"must be a string, got {_kind(v)}")
+            if len(v) > MAX_TEXT_LEN:
+                raise ValidationError(f"attributes.{k}", f"is longer than {MAX_TEXT_LEN} characters")
+        ev["attributes"] = dict(attrs)
+    else:
+        ev["attributes"] = {}
+    return ev
+
+
+def _record_count(raw: Mapping[str, Any], n_subjects: int) -> int:
+    count = raw.get("record_count")
+    if count is None:
+        return n_subjects
+    if count.__class__ is not int:
+        raise ValidationError("record_count", f"must be an integer, got {_kind(count)}")
+    if count < 0:
+        raise ValidationError("record_count", "must be 0 or more")
+    if count > 10**12:
+        raise ValidationError("record_count", "is larger than 10^12; split the operation")
+    return count  # type: ignore[no-any-return]
+
+
+def _list_of_ids(field: str, value: object) -> list[str]:
+    if value.__class__ is not list:
+        raise ValidationError(field, f"must be a list of strings, got {_kind(value)}")
+    items: list[Any] = value  # type: ignore[assignment]
+    if len(items) > MAX_SUBJECTS:
+        raise ValidationError(
+            field, f"lists more than {MAX_SUBJECTS} subjects; give record_count for bulk operations"
+        )
+    for i, item in enumerate(items):
+        if item.__class__ is not str or not item:
+            raise ValidationError(f"{field}[{i}]", "must be a non-empty string")
+        if len(item) > MAX_ID_LEN:
+            raise ValidationError(f"{field}[{i}]", f"is longer than {MAX_ID_LEN} characters")
+    return items
+
+
+def validate_input(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an event as a service hands it over; returns a normalised copy.
+
+    The copy keeps raw ``subject_ids`` (the SDK replaces them before sending). Missing
+    ``schema``, ``event_id``, ``occurred_at``, ``outcome`` and ``record_count`` are filled;
+    ``source`` must be present (the SDK fills it from its configuration first).
+    """
+    ev = _validate_common(raw, _TOP_INPUT)
+    subjects = raw.get("subject_ids")
+    ids = [] if subjects is None else _list_of_ids("subject_ids", subjects)
+    ev["subject_ids"] = ids
+    ev["record_count"] = _record_count(raw, len(ids))
+    _check_size(ev)
+    return ev
+
+
+def _check_size(ev: dict[str, Any]) -> None:
+    # A cheap upper-bound estimate first; encode only when the event could be near the limit.
+    estimate = 2048 + sum(len(s) + 8 for s in ev.get("subject_ids", ()))
+    estimate += sum(len(s) + 8 for s in ev.get("subject_refs", ()))
+    estimate += len(ev["purpose"]) + sum(len(k) + len(v) + 8 for k, v in ev["attributes"].items())
+    if estimate > MAX_EVENT_BYTES // 2:
+        size = len(canonical_bytes(ev)) + 80  # 80: the hash and producer fields added later
+        if size > MAX_EVENT_BYTES:
+            raise ValidationError("", f"encoded event is {size} bytes, over the {MAX_EVENT_BYTES} byte limit")
+
+
+def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[str, Any]:
+    """Validate an event as it arrives from the broker: pseudonymised, sequenced, hashed.
+
+    Returns the normalised event, including ``producer`` and ``hash``. Raises
+    :class:`ValidationError` when anything is off, including a hash that does not match the
+    canonical encoding of the rest of the event.
+    """
+    if isinstance(raw, Mapping) and "subject_ids" in raw:
+        raise ValidationError("subject_ids", "raw subject ids must never leave the service; send subject_refs")
+    ev = _validate_common(raw, _TOP_WIRE)
+    refs = raw.get("subject_refs")
+    ref_list = [] if refs is None else _list_of_ids("subject_refs", refs)
+    for i, ref in enumerate(ref_list):
+        if len(ref) != 64 or not _HEX.issuperset(ref):
+            raise ValidationError(f"subject_refs[{i}]", "must be 64 lowercase hex characters (HMAC-SHA256)")
+    ev["subject_refs"] = ref_list
+    ev["record_count"] = _record_count(raw, len(ref_list))
+    producer = raw.get("producer")
+    if producer.__class__ is not dict:
+        raise ValidationError("producer", f"must be an object with id, seq, prev, got {_kind(producer)}")
+    for key in producer:  # type: ignore[union-attr]
+        if key not in _PRODUCER_FIELDS:
+            raise ValidationError(f"producer.{key}", "unknown field; allowed: id, seq, prev")
+    pid = _text("producer.id", producer.get("id"))  # type: ignore[union-attr]
+    seq = producer.get("seq")  # type: ignore[union-attr]
+    if seq.__class__ is not int or seq < 1:
+        raise ValidationError("producer.seq", "must be an integer from 1")
+    prev = producer.get("prev")  # type: ignore[union-attr]
+    if prev.__class__ is not str or (prev and (len(prev) != 64 or not _HEX.issuperset(prev))):
+        raise ValidationError("producer.prev", "must be the previous event's hash (64 hex) or empty")
+    if seq == 1 and prev:
+        raise ValidationError("producer.prev", "must be empty for seq 1")
+    ev["producer"] = {"id": pid, "seq": seq, "prev": prev}
+    digest = raw.get("hash")
+    if digest.__class__ is not str or len(digest) != 64 or not _HEX.issuperset(digest):  # type: ignore[arg-type]
+        raise ValidationError("hash", "must be 64 lowercase hex characters (SHA-256)")
+    if check_hash and event_hash(ev) != digest:
+        # The hash covers the normalised event; the SDK sends events already normalised.
+        raise ValidationError("hash", "does not match the canonical encoding of the event")
+    ev["hash"] = digest
+    return ev
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def canonical_bytes(event: Mapping[str, Any]) -> bytes:
+    """UTF-8 JSON, sorted keys, no insignificant whitespace (the hashed encoding)."""
+    return _encoder.encode(event).encode("utf-8")
+
+
+def event_hash(event_without_hash: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of the canonical encoding of an event that has no ``hash`` field."""
+    return hashlib.sha256(canonical_bytes(event_without_hash)).hexdigest()

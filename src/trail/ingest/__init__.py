@@ -1,0 +1,1 @@
+"""The consumer engine: decode (pure, may dead-letter), batch, write (I/O), commit."""

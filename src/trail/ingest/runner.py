@@ -1,0 +1,55 @@
+"""Run the sink as its own process: settings, logging, store, signals, loop.
+
+SIGTERM and SIGINT ask the loop to flush the partial batch, commit and exit 0. A halt
+(dead-letter ratio) exits 4; a store that stayed down until stop exits 3.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from trail.config import Settings
+from trail.errors import StoreError
+from trail.ingest.sink import Sink, SinkConfig, SinkHalted
+from trail.local.stack import resolve_bootstrap
+from trail.logging import get_logger
+from trail.storage.store import open_store
+
+log = get_logger("trail.sink")
+
+
+def build_sink(settings: Settings, **overrides: Any) -> Sink:
+    store = open_store(settings.store_dsn, settings.clickhouse_database)
+    cfg = SinkConfig(
+        bootstrap=resolve_bootstrap(settings),
+        topic=settings.topic("events"),
+        deadletter_topic=settings.topic("deadletter"),
+        batch_size=settings.sink_batch_size,
+        batch_seconds=settings.sink_batch_seconds,
+        max_deadletter_ratio=settings.sink_max_deadletter_ratio,
+        **overrides,
+    )
+    return Sink(cfg, store)
+
+
+def run_sink(settings: Settings) -> int:
+    sink = build_sink(settings)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("sink.signal", signal=signal.Signals(signum).name)
+        sink.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sink.run()
+        return 0
+    except SinkHalted as exc:
+        log.error("sink.halted", reason=str(exc))
+        return 4
+    except StoreError as exc:
+        log.error("sink.store_failed", reason=str(exc))
+        return 3
+    finally:
+        sink.store.close()

@@ -1,0 +1,1 @@
+"""The local default stack: Tansu broker subprocess, sink, chDB store, HTTP API."""

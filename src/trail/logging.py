@@ -1,0 +1,80 @@
+"""structlog, configured once per process.
+
+JSON lines for services (and whenever stderr is not a terminal), the console renderer on a
+TTY. A redaction processor runs before rendering: keys that carry subject ids or free-form
+attribute values are dropped, and strings that look like a mainland phone number, a resident
+identity number or an e-mail address are masked, so a careless log call cannot put personal
+data into the logs (Shenzhen Art. 76-77).
+
+Canonical log lines: one line per unit of work (``sink.batch_flushed``, ``sdk.spooled``) with
+everything an operator needs, rather than many small lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_DROP_KEYS = frozenset(
+    {"subject_ids", "subject_id", "subject", "subjects", "attributes", "contact", "phone", "email",
+     "id_number", "name_value", "raw", "value", "payload"}
+)  # fmt: skip
+_PATTERNS = (
+    re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"),  # mainland mobile number
+    re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),  # resident identity card number
+    re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),  # e-mail address
+)
+_configured = False
+
+
+def _mask(text: str) -> str:
+    for pattern in _PATTERNS:
+        text = pattern.sub("[redacted]", text)
+    return text
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop keys that carry personal data and mask PI-looking strings."""
+    for key in list(event_dict):
+        if key in _DROP_KEYS:
+            event_dict[key] = "[redacted]"
+            continue
+        value = event_dict[key]
+        if isinstance(value, str):
+            event_dict[key] = _mask(value)
+    return event_dict
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    """Configure structlog and the standard library's root logger (idempotent)."""
+    global _configured
+    stream = stream or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and getattr(stream, "isatty", lambda: False)())
+    renderer: Any = structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # kafka-python logs reconnect noise at WARNING/ERROR; keep it to real problems.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    if not _configured:
+        configure()
+    return structlog.get_logger(name)

@@ -1,0 +1,123 @@
+"""Where the SDK's worker sends encoded events.
+
+``Transport.send`` delivers a batch in order and returns once every record is acknowledged,
+or raises :class:`TransportUnavailable`; the worker then spools the batch and retries later.
+Adapters live here so the client itself imports no broker library.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from trail.errors import TransportUnavailable
+from trail.logging import get_logger
+
+log = get_logger("trail.sdk")
+
+
+class Transport(Protocol):
+    def send(self, key: bytes, values: list[bytes]) -> None:
+        """Deliver ``values`` in order under ``key``; raise TransportUnavailable on failure."""
+
+    def close(self) -> None: ...
+
+
+class KafkaTransport:
+    """kafka-python producer: acks=all, idempotent, batching with a short linger.
+
+    The producer is created lazily and thrown away after a failure, so a broker that comes
+    back (possibly empty, with no memory of our producer id) gets a fresh session.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        timeout_s: float = 10.0,
+        linger_ms: int = 5,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self.linger_ms = linger_ms
+        self.extra = extra or {}
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        try:
+            return KafkaProducer(
+                bootstrap_servers=self.bootstrap.split(","),
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self.linger_ms,
+                batch_size=256 * 1024,
+                max_request_size=2 * 1024 * 1024,
+                compression_type=None,
+                bootstrap_timeout_ms=int(self.timeout_s * 1000),
+                max_block_ms=int(self.timeout_s * 1000),
+                request_timeout_ms=int(self.timeout_s * 1000),
+                delivery_timeout_ms=int(self.timeout_s * 1000) + self.linger_ms + 1,
+                reconnect_backoff_max_ms=1000,
+                **self.extra,
+            )
+        except (KafkaError, OSError) as exc:
+            raise TransportUnavailable(f"broker {self.bootstrap} unreachable: {type(exc).__name__}") from None
+
+    def send(self, key: bytes, values: list[bytes]) -> None:
+        from kafka.errors import KafkaError
+
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._connect()
+            producer = self._producer
+            try:
+                futures = [producer.send(self.topic, key=key, value=v) for v in values]
+                producer.flush(timeout=self.timeout_s)
+                for f in futures:
+                    if not f.is_done:
+                        raise TransportUnavailable("broker did not acknowledge in time")
+                    if f.failed():
+                        raise TransportUnavailable(f"broker refused a record: {type(f.exception).__name__}")
+            except (KafkaError, OSError, AssertionError) as exc:
+                self._drop()
+                raise TransportUnavailable(f"broker error: {type(exc).__name__}") from None
+            except TransportUnavailable:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:  # noqa: BLE001  # closing a broken producer must not mask the failure
+                log.debug("sdk.producer_close_failed", error=type(exc).__name__)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                try:
+                    self._producer.flush(timeout=self.timeout_s)
+                finally:
+                    self._producer.close(timeout=self.timeout_s)
+                    self._producer = None
+
+
+class CallbackTransport:
+    """Hands each batch to a function (used to write straight into a store, and in tests)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def send(self, key: bytes, values: list[bytes]) -> None:
+        self.fn(key, values)
+
+    def close(self) -> None:
+        return None

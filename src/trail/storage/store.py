@@ -1,0 +1,368 @@
+"""The ClickHouse store: connection, migrations, the columnar writer and the queries.
+
+The same code runs on a ClickHouse server (``http://...``) and on chDB in-process
+(``chdb:///dir``), both through clickhouse-connect. A chDB directory can be opened by one
+process at a time; threads in that process share this object (calls are serialised).
+
+Reads show one row per ``event_id`` (``LIMIT 1 BY event_id`` over ``FINAL``), whatever was
+delivered more than once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from trail.errors import StoreError
+from trail.events.model import format_timestamp
+from trail.logging import get_logger
+
+log = get_logger("trail.storage")
+
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+#: Column order of the events table as the writer fills it.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "occurred_at", "actor_kind", "actor_id", "actor_role", "actor_department",
+    "action", "subject_refs", "record_count", "data_categories", "purpose", "legal_basis",
+    "consent_ref", "source_service", "source_host", "source_environment", "location_ip",
+    "location_site", "location_region", "target_system", "target_dataset", "target_resource",
+    "destination_kind", "destination_name", "destination_region", "outcome", "attributes",
+    "producer_id", "producer_seq", "producer_prev", "hash",
+)  # fmt: skip
+
+_SELECT = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The numbered, append-only migrations shipped in ``trail/storage/migrations``."""
+    out = []
+    for entry in resources.files("trail.storage").joinpath("migrations").iterdir():
+        m = re.match(r"^(\d{4})_(.+)\.sql$", entry.name)
+        if m:
+            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(out, key=lambda mig: mig.version)
+
+
+def _statements(sql: str) -> list[str]:
+    text = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def events_to_columns(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """Column-oriented data for the events table from validated wire events."""
+    cols: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
+    (c_id, c_at, c_ak, c_aid, c_arole, c_adep, c_act, c_refs, c_n, c_cat, c_purpose, c_legal,
+     c_consent, c_ssvc, c_shost, c_senv, c_lip, c_lsite, c_lreg, c_tsys, c_tds, c_tres, c_dk,
+     c_dn, c_dr, c_out, c_attr, c_pid, c_pseq, c_pprev, c_hash) = cols  # fmt: skip
+    for ev in events:
+        actor = ev["actor"]
+        src = ev["source"]
+        loc = ev["location"]
+        tgt = ev["target"]
+        dest = ev.get("destination") or {}
+        prod = ev["producer"]
+        c_id.append(ev["event_id"])
+        c_at.append(ev["occurred_at"])
+        c_ak.append(actor["kind"])
+        c_aid.append(actor["id"])
+        c_arole.append(actor.get("role", ""))
+        c_adep.append(actor.get("department", ""))
+        c_act.append(ev["action"])
+        c_refs.append(ev["subject_refs"])
+        c_n.append(ev["record_count"])
+        c_cat.append(ev["data_categories"])
+        c_purpose.append(ev["purpose"])
+        c_legal.append(ev["legal_basis"])
+        c_consent.append(ev.get("consent_ref", ""))
+        c_ssvc.append(src["service"])
+        c_shost.append(src["host"])
+        c_senv.append(src["environment"])
+        c_lip.append(loc.get("ip", ""))
+        c_lsite.append(loc.get("site", ""))
+        c_lreg.append(loc.get("region", ""))
+        c_tsys.append(tgt["system"])
+        c_tds.append(tgt.get("dataset", ""))
+        c_tres.append(tgt.get("resource", ""))
+        c_dk.append(dest.get("kind", ""))
+        c_dn.append(dest.get("name", ""))
+        c_dr.append(dest.get("region", ""))
+        c_out.append(ev["outcome"])
+        c_attr.append(ev["attributes"])
+        c_pid.append(prod["id"])
+        c_pseq.append(prod["seq"])
+        c_pprev.append(prod["prev"])
+        c_hash.append(ev["hash"])
+    return cols
+
+
+def _opt(obj: dict[str, str], key: str, value: str) -> None:
+    if value:
+        obj[key] = value
+
+
+def row_to_event(row: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the wire event (as hashed) from a stored row.
+
+    Exact, because a valid event has no empty strings: '' in a column means "absent".
+    """
+    at = row["occurred_at"]
+    actor = {"kind": row["actor_kind"], "id": row["actor_id"]}
+    _opt(actor, "role", row["actor_role"])
+    _opt(actor, "department", row["actor_department"])
+    location: dict[str, str] = {}
+    _opt(location, "ip", row["location_ip"])
+    _opt(location, "site", row["location_site"])
+    _opt(location, "region", row["location_region"])
+    target = {"system": row["target_system"]}
+    _opt(target, "dataset", row["target_dataset"])
+    _opt(target, "resource", row["target_resource"])
+    ev: dict[str, Any] = {
+        "schema": "trail.audit/v1",
+        "event_id": str(row["event_id"]),
+        "occurred_at": format_timestamp(at if at.tzinfo else at.replace(tzinfo=UTC))
+        if isinstance(at, datetime)
+        else str(at),
+        "actor": actor,
+        "action": row["action"],
+        "subject_refs": list(row["subject_refs"]),
+        "record_count": int(row["record_count"]),
+        "data_categories": list(row["data_categories"]),
+        "purpose": row["purpose"],
+        "legal_basis": row["legal_basis"],
+        "source": {
+            "service": row["source_service"],
+            "host": row["source_host"],
+            "environment": row["source_environment"],
+        },
+        "location": location,
+        "target": target,
+        "outcome": row["outcome"],
+        "attributes": dict(row["attributes"]),
+        "producer": {"id": row["producer_id"], "seq": int(row["producer_seq"]), "prev": row["producer_prev"]},
+        "hash": row["hash"],
+    }
+    if row["consent_ref"]:
+        ev["consent_ref"] = row["consent_ref"]
+    if row["destination_kind"]:
+        dest = {"kind": row["destination_kind"]}
+        _opt(dest, "name", row["destination_name"])
+        _opt(dest, "region", row["destination_region"])
+        ev["destination"] = dest
+    return ev
+
+
+@dataclass(frozen=True)
+class Gap:
+    producer_id: str
+    first_missing: int
+    last_missing: int
+
+    @property
+    def count(self) -> int:
+        return self.last_missing - self.first_missing + 1
+
+
+class Store:
+    """One connection to the store and the database holding trail's tables."""
+
+    def __init__(self, dsn: str, database: str = "trail") -> None:
+        if not _DB_NAME.match(database):
+            raise StoreError(f"database name {database!r} is not a plain identifier")
+        self.dsn = dsn
+        self.db = database
+        self._lock = threading.RLock()
+        try:
+            import clickhouse_connect
+
+            self._client = clickhouse_connect.get_client(dsn=dsn)
+        except Exception as exc:  # noqa: BLE001  # any driver failure becomes one clear error
+            raise StoreError(f"cannot open the store at {_safe_dsn(dsn)}: {_short(exc)}") from None
+
+    # -- plumbing ---------------------------------------------------------------------
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            try:
+                return self._client.command(sql.replace("{db}", self.db), parameters=parameters)
+            except Exception as exc:  # noqa: BLE001
+                raise StoreError(f"store command failed: {_short(exc)}") from None
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            try:
+                result = self._client.query(sql.replace("{db}", self.db), parameters=parameters)
+            except Exception as exc:  # noqa: BLE001
+                raise StoreError(f"store query failed: {_short(exc)}") from None
+            names = result.column_names
+            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._client.close()
+            except Exception as exc:  # noqa: BLE001  # closing twice or a dead server is fine
+                log.debug("store.close_failed", error=_short(exc))
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1 AS ok")
+            return True
+        except StoreError:
+            return False
+
+    # -- schema -----------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply the migrations not yet applied; returns the versions applied now."""
+        self.command("CREATE DATABASE IF NOT EXISTS {db}")
+        self.command(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = MergeTree ORDER BY version"
+        )
+        done = {r["version"] for r in self.query("SELECT version FROM {db}.schema_migrations")}
+        applied = []
+        for mig in load_migrations():
+            if mig.version in done:
+                continue
+            for stmt in _statements(mig.sql):
+                self.command(stmt)
+            with self._lock:
+                self._client.insert(
+                    f"{self.db}.schema_migrations", [[mig.version, mig.name]], column_names=["version", "name"]
+                )
+            applied.append(mig.version)
+            log.info("store.migrated", version=mig.version, name=mig.name)
+        return applied
+
+    # -- writing ----------------------------------------------------------------------
+    def insert_events(self, events: Sequence[dict[str, Any]]) -> None:
+        if not events:
+            return
+        cols = events_to_columns(events)
+        with self._lock:
+            try:
+                self._client.insert(
+                    f"{self.db}.events", cols, column_names=list(EVENT_COLUMNS), column_oriented=True
+                )
+            except Exception as exc:  # noqa: BLE001
+                raise StoreError(f"insert of {len(events)} events failed: {_short(exc)}") from None
+
+    # -- reading ----------------------------------------------------------------------
+    def find_events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        action: str | None = None,
+        category: str | None = None,
+        actor_id: str | None = None,
+        subject_ref: str | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        where = ["1"]
+        params: dict[str, Any] = {"limit": int(limit)}
+        if since is not None:
+            where.append("occurred_at >= {since:DateTime64(6, 'UTC')}")
+            params["since"] = since
+        if until is not None:
+            where.append("occurred_at < {until:DateTime64(6, 'UTC')}")
+            params["until"] = until
+        if action:
+            where.append("action = {action:String}")
+            params["action"] = action
+        if category:
+            where.append("has(data_categories, {category:String})")
+            params["category"] = category
+        if actor_id:
+            where.append("actor_id = {actor:String}")
+            params["actor"] = actor_id
+        if subject_ref:
+            where.append(
+                "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.subject_index "
+                "WHERE subject_ref = {ref:String})"
+            )
+            params["ref"] = subject_ref
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {_SELECT} FROM {{db}}.events FINAL WHERE {' AND '.join(where)} "
+            f"ORDER BY occurred_at {order}, event_id, producer_id, producer_seq "
+            "LIMIT 1 BY event_id LIMIT {limit:UInt64}"
+        )
+        return [row_to_event(r) for r in self.query(sql, params)]
+
+    def counts(self) -> dict[str, Any]:
+        rows = self.query(
+            "SELECT uniqExact(event_id) AS events, count() AS deliveries, "
+            "uniqExact(producer_id) AS producers, sum(record_count) AS records "
+            "FROM {db}.events FINAL"
+        )
+        by_action = self.query(
+            "SELECT action, uniqExact(event_id) AS events, sum(record_count) AS records "
+            "FROM (SELECT event_id, any(action) AS action, any(record_count) AS record_count "
+            "FROM {db}.events FINAL GROUP BY event_id) GROUP BY action ORDER BY action"
+        )
+        out = dict(rows[0]) if rows else {}
+        out["by_action"] = {r["action"]: {"events": r["events"], "records": r["records"]} for r in by_action}
+        return {k: (int(v) if isinstance(v, int) else v) for k, v in out.items()}
+
+    def count_events(self) -> int:
+        rows = self.query("SELECT uniqExact(event_id) AS n FROM {db}.events")
+        return int(rows[0]["n"]) if rows else 0
+
+    def gaps(self, producer_id: str | None = None) -> list[Gap]:
+        """Missing ``producer.seq`` ranges, per producer (1 .. highest seq seen)."""
+        where = "WHERE producer_id = {pid:String}" if producer_id else ""
+        params = {"pid": producer_id} if producer_id else None
+        rows = self.query(
+            "SELECT producer_id, prev_seq + 1 AS first_missing, seq - 1 AS last_missing FROM ("
+            "  SELECT producer_id, seq, lagInFrame(seq, 1, 0) OVER "
+            "    (PARTITION BY producer_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev_seq"
+            f"  FROM (SELECT DISTINCT producer_id, producer_seq AS seq FROM {{db}}.events {where})"
+            ") WHERE seq - prev_seq > 1 ORDER BY producer_id, first_missing",
+            params,
+        )
+        return [Gap(r["producer_id"], int(r["first_missing"]), int(r["last_missing"])) for r in rows]
+
+    def producers(self) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT producer_id, any(source_service) AS service, count() AS events, "
+            "max(producer_seq) AS last_seq, min(occurred_at) AS first_at, max(occurred_at) AS last_at "
+            "FROM {db}.events FINAL GROUP BY producer_id ORDER BY producer_id"
+        )
+
+
+def open_store(dsn: str, database: str = "trail", *, migrate: bool = True) -> Store:
+    store = Store(dsn, database)
+    if migrate:
+        store.migrate()
+    return store
+
+
+def _safe_dsn(dsn: str) -> str:
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        return f"{scheme}://****@{rest.split('@', 1)[1]}"
+    return dsn
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
