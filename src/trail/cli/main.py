@@ -75,7 +75,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     except ConfigError as exc:
         _fail(str(exc), 2)
     # Long-running roles log at the configured level; one-shot commands only say what went wrong.
-    quiet = ctx.invoked_subcommand not in ("up", "sink", "demo") and "TRAIL_LOG_LEVEL" not in os.environ
+    quiet = ctx.invoked_subcommand not in ("up", "sink") and "TRAIL_LOG_LEVEL" not in os.environ
     configure("warning" if quiet else ctx.obj.log_level, ctx.obj.log_format)
 
 

@@ -1,0 +1,207 @@
+"""``trail demo``: one simulated day of three services, end to end, on a fresh data directory.
+
+crm (support staff collect, view and correct customer data), billing (a service that uses
+billing data, plus a nightly retention job that deletes expired records) and marketing
+(one analyst's bulk export of 50,000 records at 03:00 local time) record through the SDK;
+events travel through the local broker and the sink into the chDB store; the demo then
+reads back counts, one subject's history and the sequence-gap check.
+
+All subject ids are synthetic (``CUST-000001`` ...); they are pseudonymised by the SDK and
+never printed.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from trail.config import Settings
+from trail.errors import UsageError
+from trail.local.stack import LocalStack
+from trail.sdk.client import Client
+from trail.sdk.pseudonymise import Pseudonymiser
+from trail.sdk.transport import KafkaTransport
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+N_SUBJECTS = 2000
+EXPORT_RECORDS = 50_000
+
+
+def _subject(i: int) -> str:
+    return f"CUST-{i:06d}"
+
+
+def _prepare_dir(settings: Settings, fresh: bool) -> None:
+    d = settings.data_dir
+    if d.exists() and any(d.iterdir()):
+        looks_like_trail = any((d / name).exists() for name in ("store", "subject.key", "spool", "broker.log"))
+        if not fresh:
+            raise UsageError(f"--data-dir {d} is not empty; pass --fresh to start the demo over")
+        if not looks_like_trail:
+            raise UsageError(f"--data-dir {d} does not look like a trail data directory; refusing to delete it")
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+
+
+def _day_start() -> datetime:
+    """Local midnight of yesterday, in UTC."""
+    today = datetime.now(LOCAL_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=1)).astimezone(UTC)
+
+
+def _at(day: datetime, hour: float) -> datetime:
+    return day + timedelta(seconds=hour * 3600)
+
+
+def _working_hour(rng: random.Random) -> float:
+    # Two humps: 09:00-12:00 and 14:00-18:00 local time.
+    return rng.choice((rng.uniform(9, 12), rng.uniform(14, 18)))
+
+
+def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[str, Any]:
+    """Record the simulated day; returns what was sent, for the read-back check."""
+    rng = random.Random(seed)
+    day = _day_start()
+    sent = 0
+    crm, billing, marketing = clients["crm"], clients["billing"], clients["marketing"]
+    staff = [f"E{1000 + i}" for i in range(40)]
+    crm_common = {
+        "purpose": "customer service",
+        "legal_basis": "contract",
+        "target": {"system": "crm", "dataset": "customers"},
+        "location": {"site": "shenzhen-dc1", "region": "CN-GD"},
+    }
+    # 1. collection: every customer's record is collected once (sign-up), early in the day.
+    for i in range(1, N_SUBJECTS + 1):
+        crm.record(
+            occurred_at=_at(day, rng.uniform(0.5, 8.5)),
+            actor={"kind": "service", "id": "signup-api"},
+            action="collect",
+            subject_ids=[_subject(i)],
+            data_categories=["name", "phone", "address"],
+            consent_ref=f"CONSENT-{i:06d}",
+            **{**crm_common, "legal_basis": "consent", "purpose": "account opening"},
+        )
+        sent += 1
+    # 2. support work: views and corrections during working hours.
+    remaining = max(0, n_events - N_SUBJECTS - 1 - 3)
+    for _ in range(remaining // 2):
+        kind = rng.random()
+        subject = _subject(rng.randint(1, N_SUBJECTS))
+        crm.record(
+            occurred_at=_at(day, _working_hour(rng)),
+            actor={"kind": "staff", "id": rng.choice(staff), "role": "support", "department": "customer-care"},
+            action="view" if kind < 0.8 else "modify" if kind < 0.95 else "correct",
+            subject_ids=[subject],
+            data_categories=["name", "phone"],
+            attributes={"ticket": f"T-{rng.randint(10000, 99999)}"},
+            **crm_common,
+        )
+        sent += 1
+    # 3. billing: a service uses account and financial data around the clock.
+    for _ in range(remaining - remaining // 2):
+        billing.record(
+            occurred_at=_at(day, rng.uniform(0, 24)),
+            actor={"kind": "service", "id": "invoice-runner"},
+            action=rng.choice(("use", "query")),
+            subject_ids=[_subject(rng.randint(1, N_SUBJECTS - 300))],  # the last 300 are deleted at 23:00
+            data_categories=["account", "financial"],
+            purpose="monthly invoicing",
+            legal_basis="contract",
+            target={"system": "billing", "dataset": "accounts"},
+        )
+        sent += 1
+    # 4. the bulk export at 03:00 local time: 50,000 records to a file (MIIT Art. 13(3)).
+    marketing.record(
+        occurred_at=_at(day, 3.0),
+        actor={"kind": "staff", "id": "E2042", "role": "analyst", "department": "marketing"},
+        action="export",
+        record_count=EXPORT_RECORDS,
+        data_categories=["name", "phone", "address"],
+        purpose="campaign list",
+        legal_basis="consent",
+        consent_ref="CONSENT-POLICY-2026",
+        target={"system": "crm", "dataset": "customers"},
+        destination={"kind": "file", "name": "campaign-export.csv", "region": "CN"},
+        location={"ip": "10.20.30.41", "site": "shenzhen-dc1", "region": "CN-GD"},
+    )
+    sent += 1
+    # 5. the retention run at 23:00: accounts closed for longer than the retention period.
+    expired = list(range(N_SUBJECTS - 299, N_SUBJECTS + 1))
+    for batch_start in range(0, len(expired), 100):
+        batch = expired[batch_start : batch_start + 100]
+        billing.record(
+            occurred_at=_at(day, 23.0 + batch_start / 1000),
+            actor={"kind": "system", "id": "retention-job"},
+            action="delete",
+            subject_ids=[_subject(i) for i in batch],
+            data_categories=["account", "financial"],
+            purpose="retention period ended (Shenzhen Art. 25)",
+            legal_basis="law",
+            target={"system": "billing", "dataset": "accounts"},
+        )
+        sent += 1
+    return {"sent": sent, "day": day, "featured": _subject(N_SUBJECTS)}
+
+
+def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
+    started = time.monotonic()
+    _prepare_dir(settings, fresh)
+    echo = click.echo
+    echo(f"trail demo: data directory {settings.data_dir}")
+    stack = LocalStack(settings).start()
+    try:
+        echo(f"  local stack up: broker {stack.bootstrap}, API {stack.api_url}")
+        key = settings.require_subject_key()
+        clients = {
+            name: Client(
+                service=name,
+                transport=KafkaTransport(stack.bootstrap, settings.topic("events")),
+                subject_key=key,
+                spool_dir=settings.effective_spool_dir,
+                environment="demo",
+            )
+            for name in ("crm", "billing", "marketing")
+        }
+        plan = simulate(clients, n_events)
+        for c in clients.values():
+            if not c.close(timeout=30):
+                echo("  warning: a client could not deliver everything; it stays in the spool", err=True)
+        echo(f"  3 services recorded {plan['sent']} events about {N_SUBJECTS} subjects")
+        stored = stack.wait_stored(plan["sent"], timeout=60)
+        assert stack.store is not None
+        counts = stack.store.counts()
+        echo(f"  read back from the store: {counts['events']} events, {counts['records']} records, "
+             f"{counts['producers']} producers")  # fmt: skip
+        for action, c in counts["by_action"].items():
+            echo(f"    {action:<10} {c['events']:>6} events {c['records']:>8} records")
+
+        ref = Pseudonymiser(key).ref(plan["featured"])
+        history = stack.store.find_events(subject_ref=ref, limit=50)
+        echo(f"  history of one subject (ref {ref[:12]}…), {len(history)} events:")
+        for ev in history:
+            local = datetime.fromisoformat(ev["occurred_at"]).astimezone(LOCAL_TZ).strftime("%H:%M")
+            echo(f"    {local}  {ev['actor']['kind']}:{ev['actor']['id']:<14} {ev['action']:<8} "
+                 f"{','.join(ev['data_categories'])}  ({ev['source']['service']})")  # fmt: skip
+        export = stack.store.find_events(action="export", limit=5)
+        for ev in export:
+            local = datetime.fromisoformat(ev["occurred_at"]).astimezone(LOCAL_TZ).strftime("%H:%M")
+            echo(f"  bulk export: {ev['record_count']} records by {ev['actor']['id']} at {local} local "
+                 f"to {ev['destination']['kind']}")  # fmt: skip
+        gaps = stack.store.gaps()
+        echo("  sequence-gap check: " + ("no gaps in any producer's sequence" if not gaps else f"{len(gaps)} gaps!"))
+        for g in gaps:
+            echo(f"    {g.producer_id}: seq {g.first_missing}..{g.last_missing} missing")
+    finally:
+        stack.stop()
+    ok = stored == plan["sent"] and counts["events"] == plan["sent"] and not gaps and len(history) >= 2
+    echo(f"  done in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
+    echo(f"  explore: trail up --data-dir {settings.data_dir}   then   trail query events --data-dir "
+         f"{settings.data_dir} --action export")  # fmt: skip
+    return 0 if ok else 1
