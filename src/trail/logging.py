@@ -30,6 +30,8 @@ _PATTERNS = (
     re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),  # e-mail address
 )
 _configured = False
+#: Names of internal errors logged since start (``internal=True``); tests assert it stays empty.
+internal_errors: list[str] = []
 
 
 def _mask(text: str) -> str:
@@ -50,6 +52,13 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
+def track_internal(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Remember errors that code marked as internal (a swallowed bug, not a user mistake)."""
+    if event_dict.get("internal"):
+        internal_errors.append(str(event_dict.get("event")))
+    return event_dict
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Configure structlog and the standard library's root logger (idempotent)."""
     global _configured
@@ -61,6 +70,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            track_internal,
             structlog.processors.format_exc_info,
             redact,
             renderer,

@@ -107,7 +107,7 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
             except TrailError as exc:
                 self._send(500, {"error": str(exc)})
             except Exception as exc:  # noqa: BLE001  # the API answers; it does not die with one request
-                log.exception("api.internal_error", path=url.path)
+                log.exception("api.internal_error", path=url.path, internal=True)
                 self._send(500, {"error": f"internal error ({type(exc).__name__}); see the trail up log"})
 
         def do_GET(self) -> None:  # noqa: N802

@@ -190,7 +190,7 @@ class LocalStack:
             self.sink.run()
         except BaseException as exc:  # noqa: BLE001  # reported through health and on stop
             self._sink_error = exc
-            log.exception("stack.sink_failed")
+            log.exception("stack.sink_failed", internal=True)
 
     def _health(self) -> dict[str, Any]:
         sink = self.sink

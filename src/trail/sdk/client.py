@@ -328,7 +328,7 @@ class Client:
                 self._maybe_replay()
             except Exception as exc:  # noqa: BLE001  # the worker must survive anything and say so
                 self.stats.last_error = type(exc).__name__
-                log.exception("sdk.worker_error", producer=self.producer_id)
+                log.exception("sdk.worker_error", producer=self.producer_id, internal=True)
                 time.sleep(0.1)
             with self._order_lock:
                 if self._queue.empty() and not self._overflowing and (self._spool.is_empty() or stop):

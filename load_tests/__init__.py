@@ -1,0 +1,1 @@
+"""Load generators and benchmarks for trail (see load_tests/README.md)."""
