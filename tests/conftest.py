@@ -161,3 +161,18 @@ def trail_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAIL_")}
     env.update(extra)
     return env
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False)
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        out = {}
+        for p in parts:
+            off = c.committed(TopicPartition(topic, p))
+            out[p] = off or 0
+        return out
+    finally:
+        c.close()

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
+from tests.conftest import committed as _committed
 from tests.conftest import read_topic, wait_for
 from tests.factories import event, subject
 from trail.events.model import canonical_bytes, event_hash
@@ -190,19 +191,6 @@ def test_all_bad_input_halts_the_sink_without_committing(tmp_path, broker, topic
     assert "invalid" in str(sink.error)
     committed = _committed(broker.bootstrap, sink.sink.cfg.group_id, topics["events"])
     assert sum(committed.values()) < 1000
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    c = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False)
-    try:
-        parts = c.partitions_for_topic(topic) or set()
-        out = {}
-        for p in parts:
-            off = c.committed(TopicPartition(topic, p))
-            out[p] = off or 0
-        return out
-    finally:
-        c.close()
 
 
 def test_store_outage_commits_nothing_and_recovers(tmp_path, broker, topics, store, make_sink):

@@ -25,6 +25,7 @@ def build_sink(settings: Settings, **overrides: Any) -> Sink:
         bootstrap=resolve_bootstrap(settings),
         topic=settings.topic("events"),
         deadletter_topic=settings.topic("deadletter"),
+        group_id=f"{settings.namespace}trail-sink",
         batch_size=settings.sink_batch_size,
         batch_seconds=settings.sink_batch_seconds,
         max_deadletter_ratio=settings.sink_max_deadletter_ratio,

