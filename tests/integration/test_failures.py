@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,8 +25,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
 def test_broker_down_then_back_delivers_spooled_events_in_order(tmp_path, store, make_sink):
     """Events recorded while the broker is down land after it returns (empty), in order per producer."""
-    from trail.ingest.sink import Sink, SinkConfig
     from tests.conftest import SinkThread
+    from trail.ingest.sink import Sink, SinkConfig
 
     b = LocalBroker(log_path=tmp_path / "broker.log").start()
     topic = "restart.trail.events"
@@ -90,7 +89,7 @@ def _sink_proc(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         [sys.executable, str(ROOT / "consumers" / "sink.py")],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(log_path, "ab"),  # noqa: SIM115
+        stderr=open(log_path, "ab"),
     )
 
 

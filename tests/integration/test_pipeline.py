@@ -17,7 +17,6 @@ from tests.factories import event, subject
 from trail.events.model import canonical_bytes, event_hash
 from trail.sdk.client import Client
 from trail.sdk.transport import KafkaTransport
-from trail.storage.store import Store
 from trail.testing import TEST_KEY, capture_logs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]

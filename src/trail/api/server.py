@@ -38,6 +38,11 @@ class Backend(Protocol):
     def counts(self) -> dict[str, Any]: ...
 
 
+def _one(q: dict[str, list[str]], name: str) -> str | None:
+    vals = q.get(name)
+    return vals[-1] if vals else None
+
+
 def _filters(q: dict[str, list[str]]) -> QueryFilters:
     def one(name: str) -> str | None:
         vals = q.get(name)
@@ -59,7 +64,7 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
         server_version = "trail"
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # one canonical line per request is written below instead
 
         def _send(self, status: int, body: Any) -> None:
@@ -85,8 +90,8 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                     self._send(200, backend.emit(body.splitlines()))
                 elif method == "GET" and url.path == "/v1/events":
                     f = _filters(q)
-                    actor = (q.get("actor") or [None])[-1]
-                    ref = (q.get("subject_ref") or [None])[-1]
+                    actor = _one(q, "actor")
+                    ref = _one(q, "subject_ref")
                     if actor:
                         rows = backend.query("actor", actor, f)
                     elif ref:
@@ -95,7 +100,7 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                         rows = backend.query("events", None, f)
                     self._send(200, {"events": rows})
                 elif method == "GET" and url.path == "/v1/gaps":
-                    self._send(200, {"gaps": backend.gaps((q.get("producer") or [None])[-1])})
+                    self._send(200, {"gaps": backend.gaps(_one(q, "producer"))})
                 elif method == "GET" and url.path == "/v1/counts":
                     self._send(200, backend.counts())
                 else:
@@ -106,14 +111,14 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                 self._send(503, {"error": str(exc)})
             except TrailError as exc:
                 self._send(500, {"error": str(exc)})
-            except Exception as exc:  # noqa: BLE001  # the API answers; it does not die with one request
+            except Exception as exc:  # the API answers; it does not die with one request
                 log.exception("api.internal_error", path=url.path, internal=True)
                 self._send(500, {"error": f"internal error ({type(exc).__name__}); see the trail up log"})
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._route("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._route("POST")
 
     server = ThreadingHTTPServer((host, port), Handler)

@@ -250,7 +250,9 @@ def _query_options(fn: F) -> F:
     return data_dir_option(fn)
 
 
-def _filters(since: str | None, until: str | None, action: str | None, category: str | None, limit: int) -> QueryFilters:
+def _filters(
+    since: str | None, until: str | None, action: str | None, category: str | None, limit: int
+) -> QueryFilters:
     return QueryFilters(
         since=parse_timestamp("--since", since) if since else None,
         until=parse_timestamp("--until", until) if until else None,
@@ -282,7 +284,7 @@ def _run_query(ctx: click.Context, data_dir: Path | None, kind: str, key: str | 
 @query_group.command("events")
 @_query_options
 @click.pass_context
-def query_events(ctx: click.Context, data_dir: Path | None, fmt: str, **f: Any) -> None:
+def query_events(ctx: click.Context, /, data_dir: Path | None, fmt: str, **f: Any) -> None:
     """Events in a time range, oldest first."""
     _run_query(ctx, data_dir, "events", None, fmt, **f)
 
@@ -291,7 +293,7 @@ def query_events(ctx: click.Context, data_dir: Path | None, fmt: str, **f: Any) 
 @click.argument("subject_id")
 @_query_options
 @click.pass_context
-def query_subject(ctx: click.Context, subject_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
+def query_subject(ctx: click.Context, /, subject_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
     """Every event about one subject (give the raw id; only its keyed reference is used)."""
     from trail.sdk.pseudonymise import Pseudonymiser
 
@@ -308,7 +310,7 @@ def _is_ref(text: str) -> bool:
 @click.argument("actor_id")
 @_query_options
 @click.pass_context
-def query_actor(ctx: click.Context, actor_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
+def query_actor(ctx: click.Context, /, actor_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
     """Every event one actor (employee, service, agent) performed."""
     _run_query(ctx, data_dir, "actor", actor_id, fmt, **f)
 

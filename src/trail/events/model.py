@@ -104,7 +104,7 @@ def _kind(value: object) -> str:
 def _enum(field: str, value: object, allowed: frozenset[str], ordered: tuple[str, ...]) -> str:
     if value.__class__ is not str or value not in allowed:
         raise ValidationError(field, f"{_show(value)} is not one of {', '.join(ordered)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _text(field: str, value: object, limit: int = MAX_ID_LEN, *, empty_ok: bool = False) -> str:
@@ -112,17 +112,15 @@ def _text(field: str, value: object, limit: int = MAX_ID_LEN, *, empty_ok: bool 
         raise ValidationError(field, f"must be a string, got {_kind(value)}")
     if not value and not empty_ok:
         raise ValidationError(field, "must not be empty")
-    if len(value) > limit:  # type: ignore[arg-type]
+    if len(value) > limit:
         raise ValidationError(field, f"is longer than {limit} characters")
-    return value  # type: ignore[return-value]
+    return value
 
 
-def _object(
-    field: str, value: object, spec: Mapping[str, bool], limit: int = MAX_ID_LEN
-) -> dict[str, str]:
+def _object(field: str, value: object, spec: Mapping[str, bool], limit: int = MAX_ID_LEN) -> dict[str, str]:
     if value.__class__ is not dict:
         raise ValidationError(field, f"must be an object, got {_kind(value)}")
-    obj: dict[str, Any] = value  # type: ignore[assignment]
+    obj: dict[str, Any] = value
     out: dict[str, str] = {}
     for key, val in obj.items():
         if key not in spec:
@@ -176,20 +174,20 @@ def parse_timestamp(field: str, value: object) -> datetime:
 
 
 def _normalise_timestamp(field: str, value: object) -> str:
-    if value.__class__ is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T":  # type: ignore[index,arg-type]
+    if value.__class__ is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T":
         # Fast path: already in canonical form; still check that it parses.
         try:
-            datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")  # type: ignore[arg-type]  # noqa: DTZ007
+            datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
         except ValueError:
             raise ValidationError(field, "is not an RFC 3339 timestamp") from None
-        return value  # type: ignore[return-value]
+        return value
     return format_timestamp(parse_timestamp(field, value))
 
 
 def _event_id(value: object) -> str:
     if value.__class__ is not str:
         raise ValidationError("event_id", f"must be a UUID string, got {_kind(value)}")
-    text: str = value  # type: ignore[assignment]
+    text: str = value
     if len(text) == 36 and text[14] in "0123456789abcdef":
         lowered = text.lower()
         try:
@@ -236,7 +234,7 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, A
     if not cats:
         raise ValidationError("data_categories", "must name at least one category (use 'other' if none fits)")
     seen: list[str] = []
-    for i, cat in enumerate(cats):  # type: ignore[arg-type]
+    for i, cat in enumerate(cats):
         _enum(f"data_categories[{i}]", cat, _CATEGORIES, DATA_CATEGORIES)
         if cat not in seen:
             seen.append(cat)
@@ -288,17 +286,15 @@ def _record_count(raw: Mapping[str, Any], n_subjects: int) -> int:
         raise ValidationError("record_count", "must be 0 or more")
     if count > 10**12:
         raise ValidationError("record_count", "is larger than 10^12; split the operation")
-    return count  # type: ignore[no-any-return]
+    return count
 
 
 def _list_of_ids(field: str, value: object) -> list[str]:
     if value.__class__ is not list:
         raise ValidationError(field, f"must be a list of strings, got {_kind(value)}")
-    items: list[Any] = value  # type: ignore[assignment]
+    items: list[Any] = value
     if len(items) > MAX_SUBJECTS:
-        raise ValidationError(
-            field, f"lists more than {MAX_SUBJECTS} subjects; give record_count for bulk operations"
-        )
+        raise ValidationError(field, f"lists more than {MAX_SUBJECTS} subjects; give record_count for bulk operations")
     for i, item in enumerate(items):
         if item.__class__ is not str or not item:
             raise ValidationError(f"{field}[{i}]", "must be a non-empty string")
@@ -354,21 +350,21 @@ def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[st
     producer = raw.get("producer")
     if producer.__class__ is not dict:
         raise ValidationError("producer", f"must be an object with id, seq, prev, got {_kind(producer)}")
-    for key in producer:  # type: ignore[union-attr]
+    for key in producer:
         if key not in _PRODUCER_FIELDS:
             raise ValidationError(f"producer.{key}", "unknown field; allowed: id, seq, prev")
-    pid = _text("producer.id", producer.get("id"))  # type: ignore[union-attr]
-    seq = producer.get("seq")  # type: ignore[union-attr]
+    pid = _text("producer.id", producer.get("id"))
+    seq = producer.get("seq")
     if seq.__class__ is not int or seq < 1:
         raise ValidationError("producer.seq", "must be an integer from 1")
-    prev = producer.get("prev")  # type: ignore[union-attr]
+    prev = producer.get("prev")
     if prev.__class__ is not str or (prev and (len(prev) != 64 or not _HEX.issuperset(prev))):
         raise ValidationError("producer.prev", "must be the previous event's hash (64 hex) or empty")
     if seq == 1 and prev:
         raise ValidationError("producer.prev", "must be empty for seq 1")
     ev["producer"] = {"id": pid, "seq": seq, "prev": prev}
     digest = raw.get("hash")
-    if digest.__class__ is not str or len(digest) != 64 or not _HEX.issuperset(digest):  # type: ignore[arg-type]
+    if digest.__class__ is not str or len(digest) != 64 or not _HEX.issuperset(digest):
         raise ValidationError("hash", "must be 64 lowercase hex characters (SHA-256)")
     if check_hash and event_hash(ev) != digest:
         # The hash covers the normalised event; the SDK sends events already normalised.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,10 +148,11 @@ class Sink:
         return self.stats
 
     def _close(self) -> None:
-        for closer in (
+        closers: list[Callable[[], None]] = [
             lambda: self._consumer.close(autocommit=False),
             lambda: self._dl_producer.close(timeout=5),
-        ):
+        ]
+        for closer in closers:
             try:
                 closer()
             except Exception as exc:  # noqa: BLE001  # closing must not hide the real outcome
@@ -241,9 +243,7 @@ class Sink:
             futures.append(
                 self._dl_producer.send(self.cfg.deadletter_topic, key=rec.key, value=rec.value or b"", headers=headers)
             )
-            log.warning(
-                "sink.deadlettered", partition=rec.partition, offset=rec.offset, reason=reason
-            )
+            log.warning("sink.deadlettered", partition=rec.partition, offset=rec.offset, reason=reason)
         self._dl_producer.flush(timeout=30)
         for f in futures:
             if not f.succeeded():
@@ -278,4 +278,3 @@ class Sink:
         keep = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items() if tp not in self._revoked}
         if keep:
             self._consumer.commit(keep)
-

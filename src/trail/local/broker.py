@@ -6,6 +6,7 @@ empty after a restart, which the SDK's spool and the sink's consumer group must 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -125,10 +126,8 @@ def ensure_topics(bootstrap: str, names: dict[str, int], timeout: float = 20.0) 
                 existing = set(admin.list_topics())
                 todo = [NewTopic(n, p, 1) for n, p in names.items() if n not in existing]
                 if todo:
-                    try:
+                    with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                         admin.create_topics(todo)
-                    except TopicAlreadyExistsError:
-                        pass
                 return
             finally:
                 admin.close()

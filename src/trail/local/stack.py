@@ -66,8 +66,7 @@ def resolve_bootstrap(settings: Settings) -> str:
     if info and info.get("kafka"):
         return str(info["kafka"])
     raise ConfigError(
-        f"no broker: set TRAIL_KAFKA_BOOTSTRAP, or start the local stack with "
-        f"`trail up --data-dir {settings.data_dir}`"
+        f"no broker: set TRAIL_KAFKA_BOOTSTRAP, or start the local stack with `trail up --data-dir {settings.data_dir}`"
     )
 
 
@@ -189,7 +188,7 @@ class LocalStack:
         assert self.sink is not None
         try:
             self.sink.run()
-        except BaseException as exc:  # noqa: BLE001  # reported through health and on stop
+        except BaseException as exc:  # reported through health and on stop
             self._sink_error = exc
             log.exception("stack.sink_failed", internal=True)
 

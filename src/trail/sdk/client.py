@@ -326,7 +326,7 @@ class Client:
                 elif self._overflowing:
                     self._drain_overflow()
                 self._maybe_replay()
-            except Exception as exc:  # noqa: BLE001  # the worker must survive anything and say so
+            except Exception as exc:  # the worker must survive anything and say so
                 self.stats.last_error = type(exc).__name__
                 log.exception("sdk.worker_error", producer=self.producer_id, internal=True)
                 time.sleep(0.1)
@@ -458,4 +458,3 @@ def _remove_dir(path: Path) -> None:
     for child in path.iterdir():
         child.unlink()
     path.rmdir()
-

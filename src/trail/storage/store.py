@@ -253,9 +253,7 @@ class Store:
         cols = events_to_columns(events)
         with self._lock:
             try:
-                self._client.insert(
-                    f"{self.db}.events", cols, column_names=list(EVENT_COLUMNS), column_oriented=True
-                )
+                self._client.insert(f"{self.db}.events", cols, column_names=list(EVENT_COLUMNS), column_oriented=True)
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"insert of {len(events)} events failed: {_short(exc)}") from None
 
