@@ -523,6 +523,15 @@ class Profiler:
         return out
 
 
+def _frame_name(frame: str) -> str:
+    """``func (path/to/file.py:123)`` -> ``func (to/file.py)``: aggregate per function, not line."""
+    func, sep, where = frame.partition(" (")
+    if not sep:
+        return frame
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{func} ({'/'.join(path.split('/')[-2:])})"
+
+
 def summarise_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
     """Self and inclusive sample shares per function, and per thread, from py-spy raw output."""
     self_c: Counter[str] = Counter()
@@ -537,8 +546,8 @@ def summarise_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
         frames = stack.split(";")
         thread, frames = frames[0], frames[1:]
         total += n
-        threads[thread.split(" (")[0] if "(" in thread else thread] += n
-        names = [f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1] if " (" in f else f for f in frames]
+        threads[thread.split(": ", 1)[-1]] += n
+        names = [_frame_name(f) for f in frames]
         if names:
             self_c[names[-1]] += n
         for name in set(names):

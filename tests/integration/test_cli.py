@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRAIL, trail_env, wait_for
+from tests.conftest import ROOT, TRAIL, trail_env, wait_for
 from tests.factories import event, subject
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.testing import TEST_KEY
@@ -76,6 +76,25 @@ def test_up_emit_query_gaps_and_clean_stop(tmp_path, events_file):
 
         res = run("gaps", "--data-dir", str(data), env=env)
         assert res.returncode == 0, res.stdout
+
+        # The README's SDK example runs as is against `trail up`.
+        readme = (ROOT / "README.md").read_text()
+        example = readme.split("<!-- sdk-example -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+        res = subprocess.run(
+            [sys.executable, "-c", example], env=dict(env, TRAIL_DATA_DIR=str(data)), capture_output=True, timeout=120
+        )
+        assert res.returncode == 0, res.stderr.decode()[-3000:]
+        def by_e1001() -> list[dict]:
+            rows = jsonl(run("query", "actor", "E1001", "--data-dir", str(data), "--format", "json", env=env))
+            return [r for r in rows if r["source"]["service"] == "crm"]
+
+        mine = wait_for(
+            lambda: (found := by_e1001()) and len(found) >= 2 and found,
+            30,
+            what="the README example's events",
+        )
+        assert sorted(e["action"] for e in mine) == ["export", "view"]
+        assert [e["outcome"] for e in mine if e["action"] == "export"] == ["success"]
         import urllib.request
 
         with urllib.request.urlopen(server["api"] + "/v1/health", timeout=30) as resp:  # noqa: S310  # local API
@@ -91,11 +110,11 @@ def test_up_emit_query_gaps_and_clean_stop(tmp_path, events_file):
     # Without `trail up`, the same commands open the data directory themselves.
     res = run("query", "events", "--data-dir", str(data), "--format", "json", "--limit", "1000", env=env)
     assert res.returncode == 0, res.stderr
-    assert len(jsonl(res)) == 50
+    assert len(jsonl(res)) == 53
     res = run("emit", "--data-dir", str(data), "--file", str(events_file), env=env)
     assert json.loads(res.stdout)["accepted"] == 50
     res = run("counts", "--data-dir", str(data), "--format", "json", env=env)
-    assert json.loads(res.stdout)["events"] == 100
+    assert json.loads(res.stdout)["events"] == 103
 
 
 def test_gaps_exits_1_and_lists_missing_ranges(tmp_path):

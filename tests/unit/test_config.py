@@ -95,9 +95,7 @@ def test_toml_top_level_table_is_accepted(tmp_path: Path) -> None:
         pytest.param({"TRAIL_API_PORT": "-1"}, "TRAIL_API_PORT", id="port-negative"),
         pytest.param({"TRAIL_SPOOL_MAX_BYTES": "1GB"}, "TRAIL_SPOOL_MAX_BYTES", id="spool-units"),
         pytest.param({"TRAIL_SINK_BATCH_SECONDS": "soon"}, "TRAIL_SINK_BATCH_SECONDS", id="seconds-text"),
-        pytest.param(
-            {"TRAIL_SINK_MAX_DEADLETTER_RATIO": "2"}, "TRAIL_SINK_MAX_DEADLETTER_RATIO", id="ratio-above-one"
-        ),
+        pytest.param({"TRAIL_SINK_MAX_DEADLETTER_RATIO": "2"}, "TRAIL_SINK_MAX_DEADLETTER_RATIO", id="ratio-above-one"),
         pytest.param({"TRAIL_SINK_MAX_DEADLETTER_RATIO": "0"}, "TRAIL_SINK_MAX_DEADLETTER_RATIO", id="ratio-zero"),
         pytest.param({"TRAIL_MODE": "staging"}, "TRAIL_MODE", id="mode"),
         pytest.param({"TRAIL_LOG_LEVEL": "loud"}, "TRAIL_LOG_LEVEL", id="log-level"),
@@ -128,7 +126,7 @@ def test_bad_override_names_the_flag() -> None:
 
 def test_bad_toml_value_names_file_and_key(toml_file: Path) -> None:
     """An invalid value in the toml file is refused naming the file and the key."""
-    toml_file.write_text("[trail]\nsink_batch_size = \"many\"\n", encoding="utf-8")
+    toml_file.write_text('[trail]\nsink_batch_size = "many"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"trail\.toml:sink_batch_size"):
         load(config_file=toml_file)
 
@@ -247,8 +245,7 @@ def test_masked_without_key_shows_none() -> None:
             id="at-sign-in-password",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="BUG: masked() splits the DSN at the first '@', so the part of a password "
-                "after an '@' is shown",
+                reason="BUG: masked() splits the DSN at the first '@', so the part of a password after an '@' is shown",
             ),
         ),
     ],

@@ -38,6 +38,12 @@ def records(n: int, start: int = 0) -> list[bytes]:
     return [b'{"n":%d,"note":"tab\\tin json"}' % i for i in range(start, start + n)]
 
 
+def oldest_of(s: Spool) -> tuple[Path, list[tuple[bytes, bytes]]]:
+    found = s.oldest()
+    assert found is not None
+    return found
+
+
 def segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("seg-*.log"))
 
@@ -47,7 +53,7 @@ def test_append_then_oldest_returns_records_in_order(tmp_path: Path, make_spool:
     s = make_spool(tmp_path / "sp")
     s.append(KEY, records(3))
     s.append(b"other", records(2, start=3))
-    path, got = s.oldest()
+    path, got = oldest_of(s)
     assert path == segments(tmp_path / "sp")[0]
     assert got == [(KEY, v) for v in records(3)] + [(b"other", v) for v in records(2, start=3)]
 
@@ -71,7 +77,7 @@ def test_ack_deletes_the_segment(tmp_path: Path, make_spool: MakeSpool) -> None:
     """Acknowledging a segment deletes its file and empties the spool."""
     s = make_spool(tmp_path / "sp")
     s.append(KEY, records(3))
-    path, _ = s.oldest()
+    path, _ = oldest_of(s)
     s.ack(path)
     assert not path.exists()
     assert s.is_empty()
@@ -89,11 +95,11 @@ def test_segments_roll_over_and_replay_oldest_first(
     s.append(KEY, records(2, start=3))
     first, second = segments(tmp_path / "sp")
     assert [p.name for p in (first, second)] == ["seg-00000001.log", "seg-00000002.log"]
-    path, got = s.oldest()
+    path, got = oldest_of(s)
     assert path == first
     assert [v for _, v in got] == records(3)
     s.ack(first)
-    path, got = s.oldest()
+    path, got = oldest_of(s)
     assert path == second
     assert [v for _, v in got] == records(2, start=3)
 
@@ -138,7 +144,7 @@ def test_torn_last_line_is_skipped(tmp_path: Path, make_spool: MakeSpool) -> Non
     path = segments(tmp_path / "sp")[0]
     with open(path, "ab") as fh:
         fh.write(KEY + b'\t{"n":2,"note":"cut sh')
-    _, got = s.oldest()
+    _, got = oldest_of(s)
     assert [v for _, v in got] == records(2)
     assert list(read_segment(path)) == got
 
@@ -156,7 +162,7 @@ def test_lock_is_released_on_close(tmp_path: Path, make_spool: MakeSpool) -> Non
     first.append(KEY, records(2))
     first.close()
     second = make_spool(tmp_path / "sp")
-    assert [v for _, v in second.oldest()[1]] == records(2)
+    assert [v for _, v in oldest_of(second)[1]] == records(2)
 
 
 # ---------------------------------------------------------------- orphans
