@@ -1,0 +1,69 @@
+"""The ClickHouse store on real chDB: migrations, the subject index, de-duplication."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.factories import event, subject
+from trail.storage.store import Store, load_migrations
+from trail.testing import RecordingTransport, client_ref, test_client
+
+pytestmark = [pytest.mark.clickhouse]
+
+
+def _events(tmp_path, n: int, **kw):
+    rec = RecordingTransport()
+    c = test_client(tmp_path, rec)
+    for i in range(n):
+        c.record(**event(i, occurred_at=f"2026-0{1 + i % 9}-01T00:00:{i % 60:02d}.000000Z", **kw))
+    assert c.close()
+    return c, rec.events
+
+
+def _explain(store: Store, sql: str) -> str:
+    return "\n".join(r["explain"] for r in store.query("EXPLAIN indexes = 1 " + sql))
+
+
+def test_migrations_are_numbered_and_applied_once(store):
+    """Migrations apply in order once; a second run applies nothing."""
+    versions = [m.version for m in load_migrations()]
+    assert versions == sorted(versions) and versions[0] == 1
+    assert store.migrate() == []
+    applied = [r["version"] for r in store.query("SELECT version FROM {db}.schema_migrations ORDER BY version")]
+    assert applied == versions
+
+
+def test_subject_lookup_reads_the_index_not_the_whole_table(tmp_path, store):
+    """"Every event about subject X" uses the subject index key and the events primary key."""
+    client, events = _events(tmp_path, 3000)
+    for k in range(0, 3000, 500):
+        store.insert_events(events[k : k + 500])
+    ref = client_ref(client, subject(5))
+    plan = _explain(store, f"SELECT event_id FROM {{db}}.subject_index WHERE subject_ref = '{ref}'")
+    assert re.search(r"PrimaryKey\s+Keys:\s+subject_ref\s+Condition: \(subject_ref in", plan), plan
+    plan = _explain(
+        store,
+        "SELECT event_id FROM {db}.events FINAL WHERE (occurred_at, event_id) IN "
+        f"(SELECT occurred_at, event_id FROM {{db}}.subject_index WHERE subject_ref = '{ref}')",
+    )
+    pk = plan.split("PrimaryKey", 1)[1]
+    assert "occurred_at" in pk and "event_id" in pk
+    selected, total = map(int, re.search(r"Granules: (\d+)/(\d+)", plan.split("Min-Max", 1)[1]).groups())
+    assert selected < total, plan
+    found = store.find_events(subject_ref=ref, limit=1000)
+    expected = [e for e in events if ref in e["subject_refs"]]
+    assert {e["event_id"] for e in found} == {e["event_id"] for e in expected}
+    assert len(found) == len(expected) > 0
+
+
+def test_exact_redelivery_is_invisible(tmp_path, store):
+    """Inserting the same batch twice (a sink replay) shows each event once."""
+    _, events = _events(tmp_path, 200)
+    store.insert_events(events)
+    store.insert_events(events)
+    assert store.count_events() == 200
+    assert len(store.find_events(limit=1000)) == 200
+    assert store.counts()["deliveries"] == 200
+    assert store.gaps() == []
