@@ -207,29 +207,37 @@ def _summarise_ns(samples: list[int]) -> dict[str, float]:
 
 def _record_role(conn: Any, spec: dict[str, Any]) -> None:
     n = spec["calls"]
+    reps = spec["repeats"]
     templates = make_templates(spec["seed"])
     client, transport, spool = _make_client(spec, "bench-record", queue_size=n + spec["warmup"] + 10_000)
     try:
         _warmup(client, templates, spec["warmup"])
         timer = [time.perf_counter_ns() for _ in range(1000)]
-        timer_overhead_ns = (timer[-1] - timer[0]) / 999
-        out: dict[str, Any] = {"timer_overhead_ns": round(timer_overhead_ns, 1)}
+        out: dict[str, Any] = {"timer_overhead_ns": round((timer[-1] - timer[0]) / 999, 1)}
 
-        gc0 = gc.get_stats()
-        transport.reset()
-        t = time.perf_counter()
-        s = _measure_calls(client, templates, n, None)
-        el = time.perf_counter() - t
-        flushed = client.flush(120)
-        out["worker_running_burst"] = {
-            "calls": n,
-            "calls_per_s": round(n / el),
-            "us": _summarise_ns(s),
-            "flushed": flushed,
-            "max_queue_depth_bound": n,
-            "gc_collections": [b["collections"] - a["collections"] for a, b in zip(gc0, gc.get_stats(), strict=True)],
-        }
+        def burst(parked: bool) -> dict[str, Any]:
+            pooled: list[int] = []
+            runs = []
+            for _ in range(reps):
+                if parked:
+                    # Park the worker: its next send blocks on the gate, so it holds no GIL.
+                    transport.gate.clear()
+                    client.record(**templates[0], attributes={"bench_phase": "park"})
+                    time.sleep(0.2)  # the worker takes that event, lingers, encodes, blocks in send
+                gc0 = [g["collections"] for g in gc.get_stats()]
+                t = time.perf_counter()
+                samples = _measure_calls(client, templates, n, None)
+                el = time.perf_counter() - t
+                gcs = [g["collections"] - c for g, c in zip(gc.get_stats(), gc0, strict=True)]
+                transport.gate.set()
+                flushed = client.flush(120)
+                us = _summarise_ns(samples)
+                runs.append({"calls_per_s": round(n / el), "p50": us["p50"], "p99": us["p99"],
+                             "p99.9": us["p99.9"], "max": us["max"], "gc_collections": gcs, "flushed": flushed})  # fmt: skip
+                pooled.extend(samples)
+            return {"calls": n, "repeats": reps, "us": _summarise_ns(pooled), "runs": runs}
 
+        out["worker_running_burst"] = burst(parked=False)
         rate = spec["paced_rate"]
         m = spec["paced_calls"]
         t = time.perf_counter()
@@ -243,17 +251,7 @@ def _record_role(conn: Any, spec: dict[str, Any]) -> None:
             "us": _summarise_ns(s),
             "flushed": flushed,
         }
-
-        # Park the worker: its first send blocks on the gate, so it holds no GIL meanwhile.
-        transport.gate.clear()
-        client.record(**templates[0], attributes={"bench_phase": "park"})
-        time.sleep(0.2)  # let the worker take that event, linger, encode and block in send
-        t = time.perf_counter()
-        s = _measure_calls(client, templates, n, None)
-        el = time.perf_counter() - t
-        transport.gate.set()
-        flushed = client.flush(120)
-        out["worker_parked"] = {"calls": n, "calls_per_s": round(n / el), "us": _summarise_ns(s), "flushed": flushed}
+        out["worker_parked"] = burst(parked=True)
         out["client"] = _client_stats(client, transport)
         client.close()
         conn.send(("done", out))
@@ -273,14 +271,14 @@ def _burst_role(conn: Any, spec: dict[str, Any]) -> None:
         conn.send(("ready", {"pid": os.getpid()}))
         conn.recv()  # go
         rec = client.record
-        t_first = time.time_ns()
         c0 = time.process_time()
+        t_first = time.time_ns()
         for i in range(n):
             rec(**templates[i & mask], attributes={"ticket": f"T-{i}", "request_id": f"req-{idx}-{i:08d}"})
         t_enqueued = time.time_ns()
         flushed = client.flush(600)
         t_acked = time.time_ns()
-        cpu = time.process_time() - c0
+        cpu = time.process_time() - c0  # every thread of this process: caller, SDK worker, kafka I/O
         stats = _client_stats(client, transport)
         client.close()
         conn.send(
@@ -408,7 +406,7 @@ class Producer:
 class SinkPhase:
     """A fresh store database, topic and consumer group, with the Sink in a thread."""
 
-    def __init__(self, name: str, dsn: str, bootstrap: str, args: argparse.Namespace) -> None:
+    def __init__(self, name: str, dsn: str, bootstrap: str, args: argparse.Namespace, *, start: bool = True) -> None:
         from trail.ingest.sink import Sink, SinkConfig
         from trail.local.broker import ensure_topics
         from trail.storage.store import open_store
@@ -429,6 +427,10 @@ class SinkPhase:
         self.sink = Sink(self.config, self.store)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"bench-sink-{name}", daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
         self.thread.start()
         if not self.sink.ready.wait(60):
             raise RuntimeError("the sink did not start within 60 s")
@@ -439,23 +441,19 @@ class SinkPhase:
         except BaseException as exc:  # noqa: BLE001  # reported by the waiting thread
             self.error = exc
 
-    def wait_stored(self, target: int, timeout: float, timeline: list[tuple[float, int]] | None = None) -> float:
+    def wait_stored(self, target: int, timeout: float, tick: Any = None) -> float:
         """Wait until the store holds ``target`` distinct events; returns time.time() then.
 
         The sink's own counter gates the (store-locking) ``count_events`` query so that the
-        polling does not slow the sink's inserts down.
+        polling does not slow the sink's inserts down. ``tick()`` runs every 10 ms.
         """
         deadline = time.monotonic() + timeout
-        next_sample = 0.0
         while time.monotonic() < deadline:
             if self.error is not None:
                 raise RuntimeError(f"the sink failed: {self.error!r}")
-            stored = self.sink.stats.stored
-            now = time.monotonic()
-            if timeline is not None and now >= next_sample:
-                timeline.append((time.time(), stored))
-                next_sample = now + 1.0
-            if stored >= target:
+            if tick is not None:
+                tick()
+            if self.sink.stats.stored >= target:
                 if self.store.count_events() >= target:
                     return time.time()
                 time.sleep(0.05)
@@ -479,7 +477,8 @@ class SinkPhase:
 
     def close(self) -> None:
         self.sink.stop()
-        self.thread.join(timeout=30)
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
 
 
 # ----------------------------------------------------------------------- profiling

@@ -95,7 +95,7 @@ class Settings:
         out["subject_key"] = "****" if self.subject_key else None
         if self.clickhouse_dsn and "@" in self.clickhouse_dsn:
             scheme, rest = self.clickhouse_dsn.split("://", 1)
-            out["clickhouse_dsn"] = f"{scheme}://****@{rest.split('@', 1)[1]}"
+            out["clickhouse_dsn"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
         out["store_dsn (effective)"] = out["clickhouse_dsn"] or self.store_dsn
         return out
 
@@ -150,7 +150,7 @@ def load_settings(
             values[name] = _coerce(name, env[var], var)
 
     key_file = env.get("TRAIL_SUBJECT_KEY_FILE")
-    if key_file and "subject_key" not in values:
+    if key_file and not env.get("TRAIL_SUBJECT_KEY"):  # the environment wins over the file
         try:
             values["subject_key"] = Path(key_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -185,6 +185,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_LOG_LEVEL: must be debug, info, warning or error")
     if not 0 < s.sink_max_deadletter_ratio <= 1:
         raise ConfigError("TRAIL_SINK_MAX_DEADLETTER_RATIO: must be above 0 and at most 1")
+    if not s.sink_batch_seconds > 0:  # also refuses NaN
+        raise ConfigError("TRAIL_SINK_BATCH_SECONDS: must be above 0")
     if s.sink_batch_size < 1:
         raise ConfigError("TRAIL_SINK_BATCH_SIZE: must be at least 1")
 

@@ -25,7 +25,7 @@ _DROP_KEYS = frozenset(
      "id_number", "name_value", "raw", "value", "payload"}
 )  # fmt: skip
 _PATTERNS = (
-    re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"),  # mainland mobile number
+    re.compile(r"(?<!\d)(?:\+?86)?1[3-9]\d{9}(?!\d)"),  # mainland mobile number
     re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),  # resident identity card number
     re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),  # e-mail address
 )
@@ -40,15 +40,25 @@ def _mask(text: str) -> str:
     return text
 
 
+def _mask_deep(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return _mask(value)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {k: "[redacted]" if k in _DROP_KEYS else _mask_deep(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_deep(v, depth + 1) for v in value]
+    return value
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Drop keys that carry personal data and mask PI-looking strings."""
     for key in list(event_dict):
         if key in _DROP_KEYS:
             event_dict[key] = "[redacted]"
             continue
-        value = event_dict[key]
-        if isinstance(value, str):
-            event_dict[key] = _mask(value)
+        event_dict[key] = _mask_deep(event_dict[key])
     return event_dict
 
 

@@ -190,11 +190,6 @@ def test_unknown_enum_value_is_refused(changes: dict[str, Any], field: str) -> N
             "attributes",
             "keys must be",
             id="attr-key-int",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=TypeError,
-                reason="BUG: a non-string attributes key raises TypeError (len of int), not ValidationError",
-            ),
         ),
     ],
 )
@@ -290,11 +285,6 @@ def test_oversize_event_is_refused() -> None:
     assert f"{MAX_EVENT_BYTES} byte limit" in exc.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _check_size estimates size in characters; multi-byte UTF-8 (or \\u-escaped) text "
-    "over 64 KiB encoded passes validate_input and is then dead-lettered by decode",
-)
 def test_oversize_event_of_multibyte_text_is_refused() -> None:
     """An event over 64 KiB once UTF-8 encoded is refused even when it has fewer than 64 Ki characters."""
     raw = event(attributes={f"note{i:02d}": "审" * MAX_TEXT_LEN for i in range(28)})
@@ -416,11 +406,6 @@ def test_impossible_canonical_looking_timestamp_is_refused(value: str) -> None:
     assert refused(event(occurred_at=value)).field == "occurred_at"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the canonical fast path in _normalise_timestamp trusts strptime, which accepts a "
-    "space-padded day, so a non-canonical 27-character timestamp is stored unchanged",
-)
 def test_space_padded_timestamp_is_not_kept_verbatim() -> None:
     """A 27-character timestamp that is not canonical is refused or normalised, never kept as is."""
     try:
@@ -436,22 +421,8 @@ def test_space_padded_timestamp_is_not_kept_verbatim() -> None:
 @pytest.mark.parametrize(
     ("changes", "secret"),
     [
-        pytest.param(
-            {"action": "13800138000"},
-            "13800138000",
-            id="phone-in-action",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: _show echoes any short string of lowercase letters and digits, so a "
-                "phone number typed into an enum field appears in the error",
-            ),
-        ),
-        pytest.param(
-            {"actor__kind": "123456789012345678"},
-            "123456789012345678",
-            id="id-number-in-actor-kind",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: _show echoes digit-only strings"),
-        ),
+        pytest.param({"action": "13800138000"}, "13800138000", id="phone-in-action"),
+        pytest.param({"actor__kind": "123456789012345678"}, "123456789012345678", id="id-number-in-actor-kind"),
         pytest.param({"legal_basis": "someone@example.com"}, "someone@example.com", id="email-in-legal-basis"),
         pytest.param({"outcome": "Zhang San"}, "Zhang San", id="name-in-outcome"),
         pytest.param({"data_categories": ["SUBJ-TEST-0001"]}, "SUBJ-TEST-0001", id="id-in-category"),

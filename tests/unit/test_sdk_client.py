@@ -292,11 +292,6 @@ def test_new_client_replays_orphaned_spool(make_client: MakeClient, tmp_path: Pa
     assert rec.events[-1]["producer"] == {"id": new.producer_id, "seq": 1, "prev": ""}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: flush() (and so close()) reports success without waiting for adopted orphan "
-    "spools: its idle check ignores self._orphans",
-)
 def test_flush_waits_for_orphaned_events(make_client: MakeClient) -> None:
     """flush() on a client that adopted an orphaned spool returns True only once it was replayed."""
     down = Recorder()

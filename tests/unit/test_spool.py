@@ -200,11 +200,6 @@ def test_find_orphans_on_missing_root(tmp_path: Path) -> None:
     assert find_orphans(tmp_path / "nowhere", tmp_path / "nowhere" / "own") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: find_orphans only looks for seg-*.log, so a crashed client's overflow.jsonl "
-    "(events accepted by record() but never spooled) is never replayed",
-)
 def test_find_orphans_finds_directory_with_only_an_overflow_journal(tmp_path: Path, make_spool: MakeSpool) -> None:
     """A crashed client's directory holding only an overflow journal is an orphan too."""
     crashed = make_spool(tmp_path / "root" / "crashed")

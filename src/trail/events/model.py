@@ -82,6 +82,8 @@ _DEST_FIELDS: Final = {"kind": True, "name": False, "region": False}
 _PRODUCER_FIELDS: Final = frozenset({"id", "seq", "prev"})
 
 _HEX = frozenset("0123456789abcdef")
+_ECHO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_./0123456789")
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _show(value: object) -> str:
@@ -91,7 +93,12 @@ def _show(value: object) -> str:
     echoed; anything else could be personal data typed into the wrong field.
     """
     if isinstance(value, str):
-        if 0 < len(value) <= 32 and all(c.islower() or c.isdigit() or c in "_-./" for c in value):
+        if (
+            0 < len(value) <= 32
+            and all(c in _ECHO_CHARS for c in value)
+            and any("a" <= c <= "z" for c in value)
+            and not any(c.isdigit() for c in value.split("/")[0])
+        ):
             return repr(value)
         return f"a string of {len(value)} characters"
     return f"a {_kind(value)}"
@@ -177,10 +184,11 @@ def _normalise_timestamp(field: str, value: object) -> str:
     if value.__class__ is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T":
         # Fast path: already in canonical form; still check that it parses.
         try:
-            datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+            parsed = datetime.strptime(value, _TS_FORMAT)  # the trailing Z is matched literally
         except ValueError:
             raise ValidationError(field, "is not an RFC 3339 timestamp") from None
-        return value
+        if parsed.strftime(_TS_FORMAT) == value:
+            return value
     return format_timestamp(parse_timestamp(field, value))
 
 
@@ -264,7 +272,7 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, A
         if len(attrs) > MAX_ATTRIBUTES:
             raise ValidationError("attributes", f"has more than {MAX_ATTRIBUTES} keys")
         for k, v in attrs.items():
-            if len(k) > MAX_ATTR_KEY_LEN or not k:
+            if k.__class__ is not str or not k or len(k) > MAX_ATTR_KEY_LEN:
                 raise ValidationError("attributes", f"keys must be 1 to {MAX_ATTR_KEY_LEN} characters")
             if v.__class__ is not str:
                 raise ValidationError(f"attributes.{k}", f"must be a string, got {_kind(v)}")
@@ -324,7 +332,8 @@ def _check_size(ev: dict[str, Any]) -> None:
     estimate = 2048 + sum(len(s) + 8 for s in ev.get("subject_ids", ()))
     estimate += sum(len(s) + 8 for s in ev.get("subject_refs", ()))
     estimate += len(ev["purpose"]) + sum(len(k) + len(v) + 8 for k, v in ev["attributes"].items())
-    if estimate > MAX_EVENT_BYTES // 2:
+    # Characters, not bytes: a non-ASCII character takes up to 4 bytes in UTF-8.
+    if estimate * 4 > MAX_EVENT_BYTES // 2:
         size = len(canonical_bytes(ev)) + 80  # 80: the hash and producer fields added later
         if size > MAX_EVENT_BYTES:
             raise ValidationError("", f"encoded event is {size} bytes, over the {MAX_EVENT_BYTES} byte limit")

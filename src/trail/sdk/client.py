@@ -255,7 +255,12 @@ class Client:
         while time.monotonic() < deadline:
             if self._idle.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic()))):
                 with self._order_lock:
-                    if self._queue.empty() and not self._overflowing and self._spool.is_empty():
+                    if (
+                        self._queue.empty()
+                        and not self._overflowing
+                        and self._spool.is_empty()
+                        and not self._orphans
+                    ):
                         return True
             if self._broker_down:
                 self._next_retry = 0.0  # a flush asks for a retry now
@@ -331,7 +336,8 @@ class Client:
                 log.exception("sdk.worker_error", producer=self.producer_id, internal=True)
                 time.sleep(0.1)
             with self._order_lock:
-                if self._queue.empty() and not self._overflowing and (self._spool.is_empty() or stop):
+                drained = self._spool.is_empty() and not self._orphans
+                if self._queue.empty() and not self._overflowing and (drained or stop):
                     self._idle.set()
             if stop:
                 return
@@ -422,12 +428,13 @@ class Client:
                 self._transport.send(k, vs)
             other.ack(path)
             self.stats.replayed += len(records)
-        overflow = other.dir / "overflow.jsonl"
-        if overflow.exists():
-            events = [json.loads(line) for line in overflow.read_bytes().splitlines() if line.strip()]
-            if events:
-                self._ship(self._encode(events))
-            overflow.unlink()
+        for name in ("overflow.draining", "overflow.jsonl"):  # a crash may leave either, oldest first
+            overflow = other.dir / name
+            if overflow.exists():
+                events = [json.loads(line) for line in overflow.read_bytes().splitlines() if line.endswith(b"}")]
+                if events:
+                    self._ship(self._encode(events))
+                overflow.unlink()
 
     def _drain_overflow(self) -> None:
         with self._order_lock:

@@ -112,7 +112,9 @@ def find_orphans(root: Path, own: Path) -> list[Path]:
     if not root.exists():
         return out
     for d in sorted(root.iterdir()):
-        if d == own or not d.is_dir() or not any(d.glob("seg-*.log")):
+        if d == own or not d.is_dir():
+            continue
+        if not (any(d.glob("seg-*.log")) or any(d.glob("overflow.*"))):
             continue
         lock = d / "LOCK"
         try:

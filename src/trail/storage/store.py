@@ -352,7 +352,7 @@ def open_store(dsn: str, database: str = "trail", *, migrate: bool = True) -> St
 def _safe_dsn(dsn: str) -> str:
     if "@" in dsn and "://" in dsn:
         scheme, rest = dsn.split("://", 1)
-        return f"{scheme}://****@{rest.split('@', 1)[1]}"
+        return f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
     return dsn
 
 
