@@ -19,6 +19,8 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_SINK_BATCH_SIZE | sink flushes at this many rows ... | 20000 |
 | TRAIL_SINK_BATCH_SECONDS | ... or after this many seconds | 1.0 |
 | TRAIL_SINK_MAX_DEADLETTER_RATIO | crash if a batch dead-letters more than this share | 0.5 |
+| TRAIL_CHECKPOINT_KEY_FILE | Ed25519 signing key (PEM) for checkpoints | DATA_DIR/keys/checkpoint.key |
+| TRAIL_CHECKPOINT_SECONDS | seal a checkpoint this often (0: never) | 10 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
 | TRAIL_LOG_FORMAT | ``json`` or ``console`` (default: console on a TTY) | auto |
 | TRAIL_LOG_LEVEL | debug, info, warning, error | info |
@@ -54,6 +56,8 @@ class Settings:
     sink_batch_size: int = 20_000
     sink_batch_seconds: float = 1.0
     sink_max_deadletter_ratio: float = 0.5
+    checkpoint_key_file: Path | None = None
+    checkpoint_seconds: float = 10.0
     api_host: str = "127.0.0.1"
     api_port: int = 0
     log_format: str = "auto"
@@ -89,6 +93,32 @@ class Settings:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode("utf-8")
 
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return self.checkpoint_key_file or self.data_dir / "keys" / "checkpoint.key"
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.checkpoint_key_path.with_suffix(".pub")
+
+    @property
+    def checkpoint_log_path(self) -> Path:
+        return self.data_dir / "checkpoints.jsonl"
+
+    def signing_key(self) -> Any:
+        """The checkpoint signing key; in local mode a key pair is created on first use."""
+        from trail.integrity.keys import generate, load_signing_key, write_keypair
+
+        path = self.checkpoint_key_path
+        if not path.exists():
+            if self.mode == "production":
+                raise ConfigError(
+                    f"no checkpoint signing key at {path}: create one with `trail keys init` or set "
+                    "TRAIL_CHECKPOINT_KEY_FILE (or TRAIL_CHECKPOINT_SECONDS=0 on sinks that do not seal)"
+                )
+            write_keypair(path.parent, generate())
+        return load_signing_key(path)
+
     def masked(self) -> dict[str, Any]:
         """The effective values for display, secrets masked."""
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -101,8 +131,8 @@ class Settings:
 
 
 _INT = {"spool_max_bytes", "sink_batch_size", "api_port"}
-_FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio"}
-_PATH = {"data_dir", "spool_dir"}
+_FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio", "checkpoint_seconds"}
+_PATH = {"data_dir", "spool_dir", "checkpoint_key_file"}
 
 
 def _coerce(name: str, value: Any, var: str) -> Any:
@@ -185,6 +215,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_LOG_LEVEL: must be debug, info, warning or error")
     if not 0 < s.sink_max_deadletter_ratio <= 1:
         raise ConfigError("TRAIL_SINK_MAX_DEADLETTER_RATIO: must be above 0 and at most 1")
+    if not s.checkpoint_seconds >= 0:
+        raise ConfigError("TRAIL_CHECKPOINT_SECONDS: must be 0 (never) or more")
     if not s.sink_batch_seconds > 0:  # also refuses NaN
         raise ConfigError("TRAIL_SINK_BATCH_SECONDS: must be above 0")
     if s.sink_batch_size < 1:

@@ -177,8 +177,10 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         stored = stack.wait_stored(plan["sent"], timeout=60)
         assert stack.store is not None
         counts = stack.store.counts()
-        echo(f"  read back from the store: {counts['events']} events, {counts['records']} records, "
-             f"{counts['producers']} producers")  # fmt: skip
+        echo(
+            f"  read back from the store: {counts['events']} events, {counts['records']} records, "
+            f"{counts['producers']} producers"
+        )
         for action, c in counts["by_action"].items():
             echo(f"    {action:<10} {c['events']:>6} events {c['records']:>8} records")
 
@@ -187,13 +189,17 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         echo(f"  history of one subject (ref {ref[:12]}…), {len(history)} events:")
         for ev in history:
             local = datetime.fromisoformat(ev["occurred_at"]).astimezone(LOCAL_TZ).strftime("%H:%M")
-            echo(f"    {local}  {ev['actor']['kind']}:{ev['actor']['id']:<14} {ev['action']:<8} "
-                 f"{','.join(ev['data_categories'])}  ({ev['source']['service']})")  # fmt: skip
+            echo(
+                f"    {local}  {ev['actor']['kind']}:{ev['actor']['id']:<14} {ev['action']:<8} "
+                f"{','.join(ev['data_categories'])}  ({ev['source']['service']})"
+            )
         export = stack.store.find_events(action="export", limit=5)
         for ev in export:
             local = datetime.fromisoformat(ev["occurred_at"]).astimezone(LOCAL_TZ).strftime("%H:%M")
-            echo(f"  bulk export: {ev['record_count']} records by {ev['actor']['id']} at {local} local "
-                 f"to {ev['destination']['kind']}")  # fmt: skip
+            echo(
+                f"  bulk export: {ev['record_count']} records by {ev['actor']['id']} at {local} local "
+                f"to {ev['destination']['kind']}"
+            )
         gaps = stack.store.gaps()
         echo("  sequence-gap check: " + ("no gaps in any producer's sequence" if not gaps else f"{len(gaps)} gaps!"))
         for g in gaps:
@@ -202,6 +208,8 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         stack.stop()
     ok = stored == plan["sent"] and counts["events"] == plan["sent"] and not gaps and len(history) >= 2
     echo(f"  done in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
-    echo(f"  explore: trail up --data-dir {settings.data_dir}   then   trail query events --data-dir "
-         f"{settings.data_dir} --action export")  # fmt: skip
+    echo(
+        f"  explore: trail up --data-dir {settings.data_dir}   then   trail query events --data-dir "
+        f"{settings.data_dir} --action export"
+    )
     return 0 if ok else 1

@@ -21,9 +21,22 @@ from typing import Any
 import structlog
 
 _DROP_KEYS = frozenset(
-    {"subject_ids", "subject_id", "subject", "subjects", "attributes", "contact", "phone", "email",
-     "id_number", "name_value", "raw", "value", "payload"}
-)  # fmt: skip
+    {
+        "subject_ids",
+        "subject_id",
+        "subject",
+        "subjects",
+        "attributes",
+        "contact",
+        "phone",
+        "email",
+        "id_number",
+        "name_value",
+        "raw",
+        "value",
+        "payload",
+    }
+)
 _PATTERNS = (
     re.compile(r"(?<!\d)(?:\+?86)?1[3-9]\d{9}(?!\d)"),  # mainland mobile number
     re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])"),  # resident identity card number

@@ -129,7 +129,11 @@ def query(store: Store, kind: str, ref_or_id: str | None, f: QueryFilters) -> li
 
 def gaps_as_dicts(gaps: list[Gap]) -> list[dict[str, Any]]:
     return [
-        {"producer_id": g.producer_id, "first_missing": g.first_missing, "last_missing": g.last_missing,
-         "missing": g.count}
+        {
+            "producer_id": g.producer_id,
+            "first_missing": g.first_missing,
+            "last_missing": g.last_missing,
+            "missing": g.count,
+        }
         for g in gaps
-    ]  # fmt: skip
+    ]

@@ -84,6 +84,7 @@ def test_up_emit_query_gaps_and_clean_stop(tmp_path, events_file):
             [sys.executable, "-c", example], env=dict(env, TRAIL_DATA_DIR=str(data)), capture_output=True, timeout=120
         )
         assert res.returncode == 0, res.stderr.decode()[-3000:]
+
         def by_e1001() -> list[dict]:
             rows = jsonl(run("query", "actor", "E1001", "--data-dir", str(data), "--format", "json", env=env))
             return [r for r in rows if r["source"]["service"] == "crm"]

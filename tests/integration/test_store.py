@@ -36,7 +36,7 @@ def test_migrations_are_numbered_and_applied_once(store):
 
 
 def test_subject_lookup_reads_the_index_not_the_whole_table(tmp_path, store):
-    """"Every event about subject X" uses the subject index key and the events primary key."""
+    """ "Every event about subject X" uses the subject index key and the events primary key."""
     client, events = _events(tmp_path, 3000)
     for k in range(0, 3000, 500):
         store.insert_events(events[k : k + 500])

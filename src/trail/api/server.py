@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
-from trail.errors import StoreError, TrailError, ValidationError
+from trail.errors import StoreError, TrailError, UsageError, ValidationError
 from trail.events.model import parse_timestamp
 from trail.logging import get_logger
 from trail.service import QueryFilters
@@ -36,6 +36,9 @@ class Backend(Protocol):
     def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]: ...
     def gaps(self, producer: str | None) -> list[dict[str, Any]]: ...
     def counts(self) -> dict[str, Any]: ...
+    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]: ...
+    def proof(self, event_id: str) -> dict[str, Any]: ...
+    def retention(self, before: str, reason: str) -> dict[str, Any]: ...
 
 
 def _one(q: dict[str, list[str]], name: str) -> str | None:
@@ -103,9 +106,23 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                     self._send(200, {"gaps": backend.gaps(_one(q, "producer"))})
                 elif method == "GET" and url.path == "/v1/counts":
                     self._send(200, backend.counts())
+                elif method == "GET" and url.path == "/v1/verify":
+                    since = _one(q, "since")
+                    if since is not None and not since.isdigit():
+                        raise ValidationError("since", "must be a checkpoint number")
+                    self._send(
+                        200,
+                        backend.verify(int(since) if since else None, _one(q, "strict") == "1", _one(q, "public_key")),
+                    )
+                elif method == "GET" and url.path.startswith("/v1/proof/"):
+                    self._send(200, backend.proof(url.path.rsplit("/", 1)[1]))
+                elif method == "POST" and url.path == "/v1/retention":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = json.loads(self.rfile.read(min(length, 65536)) or b"{}")
+                    self._send(200, backend.retention(str(body.get("before", "")), str(body.get("reason", ""))))
                 else:
                     self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
-            except ValidationError as exc:
+            except (ValidationError, UsageError, ValueError) as exc:
                 self._send(400, {"error": str(exc)})
             except StoreError as exc:
                 self._send(503, {"error": str(exc)})

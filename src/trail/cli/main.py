@@ -65,8 +65,12 @@ class TrailGroup(click.Group):
 
 @click.group(cls=TrailGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trail")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).")  # fmt: skip
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).",
+)
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """trail: the audit trail of every operation on personal information."""
@@ -156,8 +160,13 @@ def _backend(settings: Settings) -> tuple[Any, Callable[[], None]]:
 
 # -------------------------------------------------------------------- commands
 @cli.command()
-@click.option("--form", type=click.Choice(["wire", "input"]), default="wire", show_default=True,
-              help="wire: as carried on trail.events and stored; input: as a service hands it to the SDK.")  # fmt: skip
+@click.option(
+    "--form",
+    type=click.Choice(["wire", "input"]),
+    default="wire",
+    show_default=True,
+    help="wire: as carried on trail.events and stored; input: as a service hands it to the SDK.",
+)
 def schema(form: str) -> None:
     """Print the JSON Schema of the v1 audit event."""
     from importlib import resources
@@ -208,8 +217,13 @@ def demo(ctx: click.Context, data_dir: Path | None, fresh: bool, n_events: int) 
 
 @cli.command()
 @data_dir_option
-@click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), required=True,
-              help="JSON lines, one v1 event per line ('-' for standard input).")  # fmt: skip
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    required=True,
+    help="JSON lines, one v1 event per line ('-' for standard input).",
+)
 @click.pass_context
 def emit(ctx: click.Context, data_dir: Path | None, path: Path) -> None:
     """Send v1 events through the SDK; prints {"accepted", "rejected", "errors"}."""
@@ -369,6 +383,137 @@ def config_show(ctx: click.Context, fmt: str) -> None:
         click.echo(json.dumps(values, default=str))
     else:
         emit_rows([{"setting": k, "value": v} for k, v in values.items()], "table", ["setting", "value"])
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Checkpoint signing keys."""
+
+
+@keys_group.command("init")
+@data_dir_option
+@click.option("--force", is_flag=True, help="Replace an existing key (old checkpoints then need the old public key).")
+@click.pass_context
+def keys_init(ctx: click.Context, data_dir: Path | None, force: bool) -> None:
+    """Create the Ed25519 key pair that signs checkpoints; prints the public key."""
+    from trail.integrity.keys import generate, write_keypair
+
+    settings = _apply_data_dir(ctx, data_dir)
+    priv, pub = write_keypair(settings.checkpoint_key_path.parent, generate(), overwrite=force)
+    if settings.checkpoint_key_file is not None and priv != settings.checkpoint_key_path:
+        raise UsageError("TRAIL_CHECKPOINT_KEY_FILE names another file; create the key there")
+    click.echo(
+        json.dumps({"private_key": str(priv), "public_key_file": str(pub), "public_key": pub.read_text().strip()})
+    )
+
+
+@cli.command()
+@data_dir_option
+@click.option("--since", type=click.IntRange(1), help="Verify incrementally from this checkpoint number.")
+@click.option("--strict", is_flag=True, help="Also report events no checkpoint covers yet as inserted.")
+@click.option("--public-key", "public_key", help="Public key (hex or file); default: the data directory's.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def verify(
+    ctx: click.Context, data_dir: Path | None, since: int | None, strict: bool, public_key: str | None, fmt: str
+) -> None:
+    """Recompute every hash, chain and checkpoint; exit 1 and list what was tampered with."""
+    settings = _apply_data_dir(ctx, data_dir)
+    from trail.integrity.keys import load_public_key
+
+    key = load_public_key(public_key) if public_key else None
+    if key is None and not settings.public_key_path.exists():
+        raise UsageError(f"no public key at {settings.public_key_path}: pass --public-key or run `trail keys init`")
+    backend, close = _backend(settings)
+    try:
+        result = backend.verify(since, strict, key.raw_hex if key else None)
+    finally:
+        close()
+    findings, summary = result["findings"], result["summary"]
+    if fmt == "json":
+        click.echo(json.dumps(summary))
+        for f in findings:
+            click.echo(json.dumps(f))
+    elif fmt == "csv" or findings:
+        emit_rows(findings, fmt, ["kind", "producer_id", "seq", "event_id", "checkpoint", "detail"], "findings")
+    if fmt == "table":
+        state = "intact" if summary["intact"] else f"{len(findings)} findings"
+        click.echo(
+            f"{state}: {summary['events_checked']} events checked, {summary['sealed_events']} sealed by "
+            f"{summary['checkpoints_checked']} checkpoints, {summary['unsealed_events']} not yet sealed, "
+            f"{summary['expired_events']} expired by retention"
+        )
+    sys.exit(0 if summary["intact"] else 1)
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, required=True)
+@data_dir_option
+@click.option("--public-key", "public_key", help="With `check`: the organisation's public key (hex or file).")
+@click.pass_context
+def proof(ctx: click.Context, args: tuple[str, ...], data_dir: Path | None, public_key: str | None) -> None:
+    """`trail proof EVENT_ID > proof.json` writes an inclusion proof;
+    `trail proof check proof.json --public-key KEY` checks one offline (exit 1 if it fails)."""
+    if args[0] == "check":
+        from trail.integrity.keys import load_public_key
+        from trail.integrity.proof import check_proof
+
+        if len(args) != 2 or not public_key:
+            raise UsageError("usage: trail proof check PROOF.json --public-key KEY")
+        try:
+            doc = json.loads(Path(args[1]).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"PROOF: cannot read {args[1]} ({exc.strerror})") from None
+        except ValueError:
+            click.echo("proof FAILED: not valid JSON")
+            sys.exit(1)
+        problems = check_proof(doc, load_public_key(public_key))
+        if problems:
+            for p in problems:
+                click.echo(f"proof FAILED: {p}")
+            sys.exit(1)
+        cp = doc["checkpoint"]
+        click.echo(
+            f"proof OK: event {doc['event']['event_id']} is leaf {doc['leaf_index']} of {doc['tree_size']} "
+            f"under checkpoint {cp['seq']} (root {cp['root'][:16]}…), signed by key {cp['key_id']}"
+        )
+        return
+    if len(args) != 1:
+        raise UsageError("usage: trail proof EVENT_ID  |  trail proof check PROOF.json --public-key KEY")
+    settings = _apply_data_dir(ctx, data_dir)
+    backend, close = _backend(settings)
+    try:
+        doc = backend.proof(args[0])
+    finally:
+        close()
+    click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+
+
+@cli.group("retention")
+def retention_group() -> None:
+    """Lawful expiry of sealed ranges (Shenzhen Art. 25)."""
+
+
+@retention_group.command("apply")
+@data_dir_option
+@click.option("--before", required=True, help="Remove every checkpoint sealed before this RFC 3339 time, whole.")
+@click.option("--reason", required=True, help="Why (e.g. 'retention period of 3 years ended, policy R-7').")
+@click.pass_context
+def retention_apply(ctx: click.Context, data_dir: Path | None, before: str, reason: str) -> None:
+    """Delete whole sealed ranges and write a signed retention record that verify accepts."""
+    settings = _apply_data_dir(ctx, data_dir)
+    parse_timestamp("--before", before)
+    backend, close = _backend(settings)
+    try:
+        result = backend.retention(before, reason)
+    finally:
+        close()
+    if not result["applied"]:
+        click.echo("nothing to expire: no unexpired checkpoint was sealed before --before")
+        return
+    rec = result["record"]
+    n = sum(c["count"] for c in rec["checkpoints"])
+    click.echo(json.dumps({"retention_record": rec["seq"], "checkpoints": len(rec["checkpoints"]), "events": n}))
 
 
 @cli.command()

@@ -37,21 +37,67 @@ MAX_ATTR_KEY_LEN: Final = 64
 
 ACTOR_KINDS: Final = ("staff", "service", "agent", "subject", "system")
 ACTIONS: Final = (
-    "collect", "view", "query", "use", "modify", "correct", "copy", "export", "print",
-    "transfer", "provide", "disclose", "delete", "destroy", "deidentify", "anonymize",
-    "restore", "consent_grant", "consent_withdraw", "access_request",
-)  # fmt: skip
+    "collect",
+    "view",
+    "query",
+    "use",
+    "modify",
+    "correct",
+    "copy",
+    "export",
+    "print",
+    "transfer",
+    "provide",
+    "disclose",
+    "delete",
+    "destroy",
+    "deidentify",
+    "anonymize",
+    "restore",
+    "consent_grant",
+    "consent_withdraw",
+    "access_request",
+)
 DATA_CATEGORIES: Final = (
-    "name", "birth_date", "id_number", "address", "phone", "email", "account", "credential",
-    "location", "device_id", "communication", "marital_status", "employment", "income",
-    "financial", "health", "biometric", "religion", "political", "sexual_life",
-    "criminal_record", "minor", "other",
-)  # fmt: skip
+    "name",
+    "birth_date",
+    "id_number",
+    "address",
+    "phone",
+    "email",
+    "account",
+    "credential",
+    "location",
+    "device_id",
+    "communication",
+    "marital_status",
+    "employment",
+    "income",
+    "financial",
+    "health",
+    "biometric",
+    "religion",
+    "political",
+    "sexual_life",
+    "criminal_record",
+    "minor",
+    "other",
+)
 #: Shenzhen Art. 18-20, Dalian 6.3.3: explicit consent required.
 SENSITIVE_CATEGORIES: Final = frozenset(
-    {"biometric", "health", "religion", "political", "sexual_life", "criminal_record", "minor",
-     "financial", "location", "id_number"}
-)  # fmt: skip
+    {
+        "biometric",
+        "health",
+        "religion",
+        "political",
+        "sexual_life",
+        "criminal_record",
+        "minor",
+        "financial",
+        "location",
+        "id_number",
+    }
+)
 LEGAL_BASES: Final = ("consent", "contract", "hr", "public_duty", "news", "disclosed", "law")
 OUTCOMES: Final = ("success", "denied", "error")
 DESTINATION_KINDS: Final = ("file", "media", "third_party", "public", "abroad")
@@ -66,10 +112,25 @@ _OUTCOMES = frozenset(OUTCOMES)
 _DEST_KINDS = frozenset(DESTINATION_KINDS)
 
 _TOP_FIELDS_COMMON = frozenset(
-    {"schema", "event_id", "occurred_at", "actor", "action", "record_count", "data_categories",
-     "purpose", "legal_basis", "consent_ref", "source", "location", "target", "destination",
-     "outcome", "attributes"}
-)  # fmt: skip
+    {
+        "schema",
+        "event_id",
+        "occurred_at",
+        "actor",
+        "action",
+        "record_count",
+        "data_categories",
+        "purpose",
+        "legal_basis",
+        "consent_ref",
+        "source",
+        "location",
+        "target",
+        "destination",
+        "outcome",
+        "attributes",
+    }
+)
 _TOP_INPUT = _TOP_FIELDS_COMMON | {"subject_ids"}
 _TOP_WIRE = _TOP_FIELDS_COMMON | {"subject_refs", "producer", "hash"}
 

@@ -20,18 +20,22 @@ log = get_logger("trail.sink")
 
 
 def build_sink(settings: Settings, **overrides: Any) -> Sink:
+    from trail.integrity.sealer import make_sealer
+
     store = open_store(settings.store_dsn, settings.clickhouse_database)
+    bootstrap = resolve_bootstrap(settings)
     cfg = SinkConfig(
-        bootstrap=resolve_bootstrap(settings),
+        bootstrap=bootstrap,
         topic=settings.topic("events"),
         deadletter_topic=settings.topic("deadletter"),
         group_id=f"{settings.namespace}trail-sink",
         batch_size=settings.sink_batch_size,
         batch_seconds=settings.sink_batch_seconds,
         max_deadletter_ratio=settings.sink_max_deadletter_ratio,
+        seal_seconds=settings.checkpoint_seconds,
         **overrides,
     )
-    return Sink(cfg, store)
+    return Sink(cfg, store, make_sealer(settings, store, bootstrap))
 
 
 def run_sink(settings: Settings) -> int:

@@ -25,12 +25,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trail.errors import StoreError, TrailError
 from trail.ingest.decode import Rejected, decode
 from trail.logging import get_logger
 from trail.storage.store import Store
+
+if TYPE_CHECKING:
+    from trail.integrity.sealer import Sealer
 
 log = get_logger("trail.sink")
 
@@ -59,15 +62,18 @@ class SinkConfig:
     batch_seconds: float = 1.0
     max_deadletter_ratio: float = 0.9
     deadletter_window: int = 10_000
+    seal_seconds: float = 10.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
 
 class Sink:
-    def __init__(self, config: SinkConfig, store: Store) -> None:
+    def __init__(self, config: SinkConfig, store: Store, sealer: Sealer | None = None) -> None:
         self.cfg = config
         self.store = store
+        self.sealer = sealer
+        self._last_seal = time.monotonic()
         self.stats = SinkStats()
         self._stop = threading.Event()
         self._consumer: Any = None
@@ -141,7 +147,9 @@ class Sink:
                         self._take(tp, rec)
                 if self._due():
                     self.flush()
+                self._maybe_seal()
             self.flush()
+            self._maybe_seal(force=True)
         finally:
             self._close()
         log.info("sink.stopped", stored=self.stats.stored, deadlettered=self.stats.deadlettered)
@@ -203,6 +211,8 @@ class Sink:
         if rows:
             self._write(rows)
         self._commit(offsets)
+        if self.sealer is not None and rows:
+            self.sealer.add(rows)
         self.stats.stored += len(rows)
         self.stats.deadlettered += len(dead)
         self.stats.batches += 1
@@ -215,6 +225,18 @@ class Sink:
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         self._rows, self._dead, self._offsets, self._first_at, self._staged = {}, {}, {}, None, 0
+
+    def _maybe_seal(self, force: bool = False) -> None:
+        if self.sealer is None:
+            return
+        if not force and (self.cfg.seal_seconds <= 0 or time.monotonic() - self._last_seal < self.cfg.seal_seconds):
+            return
+        self._last_seal = time.monotonic()
+        try:
+            self.sealer.seal()
+        except StoreError as exc:
+            # The file copy may hold it already; the next seal (or restart) completes the store copy.
+            log.error("sink.seal_failed", error=str(exc))
 
     def _check_ratio(self, total: int, bad: int) -> None:
         self._window.append((total, bad))

@@ -22,6 +22,7 @@ from trail.api.server import make_server, serve_in_thread
 from trail.config import Settings
 from trail.errors import ConfigError, TrailError
 from trail.ingest.sink import Sink, SinkConfig
+from trail.integrity.sealer import make_sealer
 from trail.local.broker import LocalBroker, ensure_topics
 from trail.logging import get_logger
 from trail.sdk.client import Client
@@ -73,9 +74,19 @@ def resolve_bootstrap(settings: Settings) -> str:
 class StoreBackend:
     """The API's operations over a store and an SDK client (used by the stack and the CLI)."""
 
-    def __init__(self, store: Store, client: Client, extra_health: Any = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        extra_health: Any = None,
+        *,
+        settings: Settings,
+        seal: Any = None,
+    ) -> None:
         self.store = store
         self.client = client
+        self.settings = settings
+        self.seal = seal
         self._extra_health = extra_health
         self._emit_lock = threading.Lock()
 
@@ -100,6 +111,45 @@ class StoreBackend:
     def counts(self) -> dict[str, Any]:
         return self.store.counts()
 
+    # -- integrity --------------------------------------------------------------------
+    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]:
+        from trail.integrity.checkpoint import AppendOnlyLog
+        from trail.integrity.keys import load_public_key
+        from trail.integrity.verify import Verifier
+
+        s = self.settings
+        if self.seal is not None:
+            self.seal()  # seal what is stored so far, so the report covers it
+        report = Verifier(
+            self.store,
+            load_public_key(public_key or s.public_key_path),
+            AppendOnlyLog(s.checkpoint_log_path),
+            strict=strict,
+        ).run(since)
+        return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
+
+    def proof(self, event_id: str) -> dict[str, Any]:
+        from trail.integrity.proof import build_proof
+
+        if self.seal is not None:
+            self.seal()
+        return build_proof(self.store, event_id)
+
+    def retention(self, before: str, reason: str) -> dict[str, Any]:
+        from trail.events.model import parse_timestamp
+        from trail.integrity.checkpoint import AppendOnlyLog
+        from trail.integrity.proof import apply_retention
+
+        s = self.settings
+        rec = apply_retention(
+            self.store,
+            s.signing_key(),
+            AppendOnlyLog(s.checkpoint_log_path),
+            parse_timestamp("--before", before),
+            reason,
+        )
+        return {"applied": rec is not None, "record": rec.record() if rec else None}
+
 
 def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBackend:
     """Open the data directory in-process: the store, and an SDK client writing straight to it."""
@@ -112,7 +162,22 @@ def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBacke
         spool_max_bytes=settings.spool_max_bytes,
         environment=settings.mode,
     )
-    return StoreBackend(store, client)
+    return StoreBackend(store, client, settings=settings, seal=_direct_sealer(settings, store))
+
+
+def _direct_sealer(settings: Settings, store: Store) -> Any:
+    """Without a running sink, direct writes are sealed by this process (if sealing is on)."""
+    from trail.integrity.sealer import make_sealer
+
+    sealer = make_sealer(settings, store, None)
+    if sealer is None:
+        return None
+
+    def seal() -> None:
+        sealer.refresh_from_store()  # everything stored beyond the sealed tips
+        sealer.seal()
+
+    return seal
 
 
 class LocalStack:
@@ -146,7 +211,12 @@ class LocalStack:
             self.broker = LocalBroker(log_path=s.data_dir / "broker.log").start()
             ensure_topics(
                 self.bootstrap,
-                {s.topic("events"): EVENTS_PARTITIONS, s.topic("deadletter"): 1, s.topic("alerts"): 1},
+                {
+                    s.topic("events"): EVENTS_PARTITIONS,
+                    s.topic("deadletter"): 1,
+                    s.topic("alerts"): 1,
+                    s.topic("checkpoints"): 1,
+                },
             )
             self.sink = Sink(
                 SinkConfig(
@@ -157,8 +227,10 @@ class LocalStack:
                     batch_size=s.sink_batch_size,
                     batch_seconds=s.sink_batch_seconds,
                     max_deadletter_ratio=s.sink_max_deadletter_ratio,
+                    seal_seconds=s.checkpoint_seconds,
                 ),
                 self.store,
+                make_sealer(s, self.store, self.bootstrap),
             )
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
@@ -170,7 +242,7 @@ class LocalStack:
                 spool_max_bytes=s.spool_max_bytes,
                 environment=s.mode,
             )
-            backend = StoreBackend(self.store, self.client, self._health)
+            backend = StoreBackend(self.store, self.client, self._health, settings=s, seal=self._seal_now)
             self._server = make_server(backend, s.api_host, s.api_port)
             serve_in_thread(self._server)
             host, port = self._server.server_address[:2]
@@ -191,6 +263,10 @@ class LocalStack:
         except BaseException as exc:  # reported through health and on stop
             self._sink_error = exc
             log.exception("stack.sink_failed", internal=True)
+
+    def _seal_now(self) -> None:
+        if self.sink is not None and self.sink.sealer is not None:
+            self.sink.sealer.seal()
 
     def _health(self) -> dict[str, Any]:
         sink = self.sink
@@ -291,3 +367,22 @@ class ApiClient:
 
     def counts(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/counts"))
+
+    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]:
+        from urllib.parse import urlencode
+
+        params = {"strict": "1" if strict else "0"}
+        if public_key:
+            params["public_key"] = public_key
+        if since is not None:
+            params["since"] = str(since)
+        return dict(self._call("GET", "/v1/verify?" + urlencode(params)))
+
+    def proof(self, event_id: str) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        return dict(self._call("GET", "/v1/proof/" + quote(event_id)))
+
+    def retention(self, before: str, reason: str) -> dict[str, Any]:
+        body = json.dumps({"before": before, "reason": reason}).encode()
+        return dict(self._call("POST", "/v1/retention", body))

@@ -255,12 +255,7 @@ class Client:
         while time.monotonic() < deadline:
             if self._idle.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic()))):
                 with self._order_lock:
-                    if (
-                        self._queue.empty()
-                        and not self._overflowing
-                        and self._spool.is_empty()
-                        and not self._orphans
-                    ):
+                    if self._queue.empty() and not self._overflowing and self._spool.is_empty() and not self._orphans:
                         return True
             if self._broker_down:
                 self._next_retry = 0.0  # a flush asks for a retry now

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -28,13 +28,38 @@ _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 #: Column order of the events table as the writer fills it.
 EVENT_COLUMNS: tuple[str, ...] = (
-    "event_id", "occurred_at", "actor_kind", "actor_id", "actor_role", "actor_department",
-    "action", "subject_refs", "record_count", "data_categories", "purpose", "legal_basis",
-    "consent_ref", "source_service", "source_host", "source_environment", "location_ip",
-    "location_site", "location_region", "target_system", "target_dataset", "target_resource",
-    "destination_kind", "destination_name", "destination_region", "outcome", "attributes",
-    "producer_id", "producer_seq", "producer_prev", "hash",
-)  # fmt: skip
+    "event_id",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "actor_role",
+    "actor_department",
+    "action",
+    "subject_refs",
+    "record_count",
+    "data_categories",
+    "purpose",
+    "legal_basis",
+    "consent_ref",
+    "source_service",
+    "source_host",
+    "source_environment",
+    "location_ip",
+    "location_site",
+    "location_region",
+    "target_system",
+    "target_dataset",
+    "target_resource",
+    "destination_kind",
+    "destination_name",
+    "destination_region",
+    "outcome",
+    "attributes",
+    "producer_id",
+    "producer_seq",
+    "producer_prev",
+    "hash",
+)
 
 _SELECT = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
 
@@ -64,9 +89,39 @@ def _statements(sql: str) -> list[str]:
 def events_to_columns(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
     """Column-oriented data for the events table from validated wire events."""
     cols: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
-    (c_id, c_at, c_ak, c_aid, c_arole, c_adep, c_act, c_refs, c_n, c_cat, c_purpose, c_legal,
-     c_consent, c_ssvc, c_shost, c_senv, c_lip, c_lsite, c_lreg, c_tsys, c_tds, c_tres, c_dk,
-     c_dn, c_dr, c_out, c_attr, c_pid, c_pseq, c_pprev, c_hash) = cols  # fmt: skip
+    (
+        c_id,
+        c_at,
+        c_ak,
+        c_aid,
+        c_arole,
+        c_adep,
+        c_act,
+        c_refs,
+        c_n,
+        c_cat,
+        c_purpose,
+        c_legal,
+        c_consent,
+        c_ssvc,
+        c_shost,
+        c_senv,
+        c_lip,
+        c_lsite,
+        c_lreg,
+        c_tsys,
+        c_tds,
+        c_tres,
+        c_dk,
+        c_dn,
+        c_dr,
+        c_out,
+        c_attr,
+        c_pid,
+        c_pseq,
+        c_pprev,
+        c_hash,
+    ) = cols
     for ev in events:
         actor = ev["actor"]
         src = ev["source"]
@@ -208,6 +263,17 @@ class Store:
             names = result.column_names
             return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
+    def stream_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> Iterator[list[tuple[Any, ...]]]:
+        """Blocks of row tuples, for reads too large to hold at once (holds the store lock)."""
+        with self._lock:
+            try:
+                with self._client.query_row_block_stream(sql.replace("{db}", self.db), parameters=parameters) as stream:
+                    yield from stream
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise StoreError(f"store query failed: {_short(exc)}") from None
+
     def close(self) -> None:
         with self._lock:
             try:
@@ -257,6 +323,16 @@ class Store:
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"insert of {len(events)} events failed: {_short(exc)}") from None
 
+    def insert_rows(self, table: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """Row-oriented insert into one of trail's own tables."""
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._client.insert(f"{self.db}.{table}", rows, column_names=columns)
+            except Exception as exc:  # noqa: BLE001
+                raise StoreError(f"insert into {table} failed: {_short(exc)}") from None
+
     # -- reading ----------------------------------------------------------------------
     def find_events(
         self,
@@ -300,6 +376,21 @@ class Store:
             "LIMIT 1 BY event_id LIMIT {limit:UInt64}"
         )
         return [row_to_event(r) for r in self.query(sql, params)]
+
+    def find_events_by_id(self, event_id: str) -> list[dict[str, Any]]:
+        """Every delivery of one event (normally one), oldest ingestion first."""
+        import uuid
+
+        try:
+            uid = str(uuid.UUID(event_id))
+        except ValueError:
+            return []
+        rows = self.query(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {{db}}.events FINAL WHERE event_id = {{id:UUID}} "
+            "ORDER BY ingested_at",
+            {"id": uid},
+        )
+        return [row_to_event(r) for r in rows]
 
     def counts(self) -> dict[str, Any]:
         rows = self.query(

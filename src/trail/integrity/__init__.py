@@ -1,0 +1,1 @@
+"""Integrity: Merkle trees, signed checkpoints, verification, retention records, proofs."""

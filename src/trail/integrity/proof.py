@@ -1,0 +1,139 @@
+"""Inclusion proofs a third party can check offline, and lawful expiry (retention).
+
+A proof is one JSON document: the event (as stored, pseudonymised), its position among the
+checkpoint's leaves, the Merkle audit path and the signed checkpoint. ``check_proof`` needs
+only that document and the organisation's public key: it recomputes the event hash, walks
+the path to the root and checks the signature.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from trail.errors import StoreError, TrailError, UsageError
+from trail.events.model import event_hash, format_timestamp
+from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecord
+from trail.integrity.keys import PublicKey, SigningKey
+from trail.integrity.merkle import inclusion_path, verify_inclusion
+from trail.storage.store import Store
+
+PROOF_TYPE = "trail.proof/v1"
+
+
+def _checkpoint_for(store: Store, producer_id: str, seq: int) -> Checkpoint:
+    rows = store.query(
+        "SELECT c.record AS record FROM {db}.checkpoint_ranges AS r INNER JOIN {db}.checkpoints AS c "
+        "ON c.seq = r.checkpoint_seq WHERE r.producer_id = {p:String} AND r.first_seq <= {s:UInt64} "
+        "AND r.last_seq >= {s:UInt64} ORDER BY c.seq LIMIT 1",
+        {"p": producer_id, "s": seq},
+    )
+    if not rows:
+        raise TrailError("the event is not sealed by any checkpoint yet; wait for the next checkpoint and retry")
+    return Checkpoint.from_record(json.loads(rows[0]["record"]))
+
+
+def build_proof(store: Store, event_id: str) -> dict[str, Any]:
+    events = [e for e in store.find_events_by_id(event_id)]
+    if not events:
+        raise UsageError(f"EVENT_ID: no event {event_id} in the store")
+    ev = events[0]
+    cp = _checkpoint_for(store, ev["producer"]["id"], ev["producer"]["seq"])
+    leaves: list[str] = []
+    index = -1
+    for r in cp.ranges:
+        rows = store.query(
+            "SELECT DISTINCT producer_seq AS seq, hash FROM {db}.events WHERE producer_id = {p:String} "
+            "AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64} ORDER BY seq",
+            {"p": r.producer, "a": r.first, "b": r.last},
+        )
+        if len(rows) != r.last - r.first + 1:
+            raise StoreError("the checkpoint's range is incomplete in the store; run `trail verify`")
+        for row in rows:
+            if r.producer == ev["producer"]["id"] and int(row["seq"]) == ev["producer"]["seq"]:
+                index = len(leaves)
+            leaves.append(row["hash"])
+    if index < 0:
+        raise StoreError("the event is not among its checkpoint's leaves; run `trail verify`")
+    return {
+        "type": PROOF_TYPE,
+        "event": ev,
+        "leaf_index": index,
+        "tree_size": len(leaves),
+        "path": inclusion_path(index, leaves),
+        "checkpoint": cp.record(),
+    }
+
+
+def check_proof(doc: dict[str, Any], public: PublicKey) -> list[str]:
+    """Problems with a proof; an empty list means it holds."""
+    problems: list[str] = []
+    try:
+        if doc.get("type") != PROOF_TYPE:
+            return [f"not a {PROOF_TYPE} document"]
+        ev = dict(doc["event"])
+        cp = Checkpoint.from_record(doc["checkpoint"])
+        claimed = ev.pop("hash")
+        if event_hash(ev) != claimed:
+            problems.append("the event does not match its hash")
+        if not cp.signature_ok(public):
+            problems.append("the checkpoint's signature does not verify with this public key")
+        if int(doc["tree_size"]) != cp.count:
+            problems.append("the tree size differs from the checkpoint's count")
+        if not verify_inclusion(claimed, int(doc["leaf_index"]), int(doc["tree_size"]), list(doc["path"]), cp.root):
+            problems.append("the Merkle path does not lead to the checkpoint's root")
+        pid, seq = ev["producer"]["id"], ev["producer"]["seq"]
+        if not any(r.producer == pid and r.first <= seq <= r.last for r in cp.ranges):
+            problems.append("the checkpoint does not seal this producer position")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problems.append(f"malformed proof document ({type(exc).__name__}: {exc})")
+    return problems
+
+
+def apply_retention(
+    store: Store, key: SigningKey, log_file: AppendOnlyLog, before: datetime, reason: str
+) -> RetentionRecord | None:
+    """Remove every event of the checkpoints sealed before ``before``, whole, and sign a record of it."""
+    done = {
+        int(c["seq"])
+        for r in store.query("SELECT record FROM {db}.retention_records")
+        for c in json.loads(r["record"])["checkpoints"]
+    }
+    rows = store.query(
+        "SELECT record FROM {db}.checkpoints WHERE created_at < {b:DateTime64(3, 'UTC')} ORDER BY seq",
+        {"b": before.astimezone(UTC).replace(tzinfo=None)},
+    )
+    cps = [Checkpoint.from_record(json.loads(r["record"])) for r in rows]
+    cps = [c for c in cps if c.seq not in done]
+    if not cps:
+        return None
+    last = store.query("SELECT max(seq) AS s FROM {db}.retention_records")
+    rec = RetentionRecord(
+        seq=int(last[0]["s"] or 0) + 1 if last else 1,
+        created_at=format_timestamp(datetime.now(UTC)),
+        reason=reason,
+        before=format_timestamp(before),
+        checkpoints=tuple(
+            {"seq": c.seq, "hash": c.hash, "root": c.root, "count": c.count, "ranges": [r.as_dict() for r in c.ranges]}
+            for c in cps
+        ),
+        key_id=key.public.key_id,
+    ).signed(key)
+    # Record first: a crash mid-deletion leaves a record of what was meant to go, never an unexplained hole.
+    log_file.append(rec.record())
+    store.insert_rows(
+        "retention_records",
+        ["seq", "hash", "created_at", "record"],
+        [[rec.seq, rec.hash, rec.created_at, json.dumps(rec.record(), sort_keys=True)]],
+    )
+    for c in cps:
+        for r in c.ranges:
+            cond = "producer_id = {p:String} AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64}"
+            params = {"p": r.producer, "a": r.first, "b": r.last}
+            store.command(
+                f"DELETE FROM {{db}}.subject_index WHERE event_id IN (SELECT event_id FROM {{db}}.events WHERE {cond})",
+                params,
+            )
+            store.command(f"ALTER TABLE {{db}}.events DELETE WHERE {cond} SETTINGS mutations_sync = 2", params)
+    return rec

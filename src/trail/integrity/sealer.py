@@ -1,0 +1,213 @@
+"""The sealer: turns what the sink stored into signed checkpoints.
+
+The sink tells the sealer what each batch inserted (after the store acknowledged it). At a
+regular interval, and on clean shutdown, the sealer extends every producer's sealed range
+through the contiguous, correctly chained events it has seen, builds the Merkle tree over
+their hashes, signs the checkpoint and writes it: first to the append-only file, then to the
+store, then to the ``trail.checkpoints`` topic.
+
+State survives restarts without trusting memory: tips come from the store's
+``checkpoint_ranges`` (and the file, whichever is further), and events stored after the last
+checkpoint but before a crash are found again in the store at start-up. Events beyond a gap
+wait (unsealed) until the gap is filled.
+
+One sealer per store: with several sink processes, enable sealing on one of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from trail.events.model import format_timestamp
+from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, Range
+from trail.integrity.keys import SigningKey
+from trail.integrity.merkle import root
+from trail.logging import get_logger
+from trail.storage.store import Store
+
+log = get_logger("trail.sealer")
+
+
+class Sealer:
+    def __init__(
+        self,
+        store: Store,
+        key: SigningKey,
+        log_file: AppendOnlyLog,
+        publish: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.file = log_file
+        self.publish = publish
+        self._lock = threading.Lock()
+        self.tips: dict[str, tuple[int, str]] = {}
+        self.pending: dict[str, dict[int, tuple[str, str]]] = {}
+        self.last: Checkpoint | None = None
+        self.sealed_events = 0
+        self._load()
+
+    # -- state ------------------------------------------------------------------------
+    def _load(self) -> None:
+        last_store = self.store.query("SELECT record FROM {db}.checkpoints ORDER BY seq DESC LIMIT 1")
+        file_records = [r for r in self.file.read() if r.get("type") == "trail.checkpoint/v1"]
+        candidates = [Checkpoint.from_record(_json(r["record"])) for r in last_store]
+        if file_records:
+            candidates.append(Checkpoint.from_record(file_records[-1]))
+        self.last = max(candidates, key=lambda c: c.seq) if candidates else None
+        for row in self.store.query(
+            "SELECT producer_id, max(last_seq) AS last, argMax(tip_hash, last_seq) AS tip "
+            "FROM {db}.checkpoint_ranges GROUP BY producer_id"
+        ):
+            self.tips[row["producer_id"]] = (int(row["last"]), row["tip"])
+        for rec in file_records:  # the file may be ahead of the store after a crash between the two
+            for r in rec["ranges"]:
+                if r["last"] > self.tips.get(r["producer"], (0, ""))[0]:
+                    self.tips[r["producer"]] = (int(r["last"]), r["tip"])
+        if self.last is not None and not self.store.query(
+            "SELECT seq FROM {db}.checkpoints WHERE seq = {s:UInt64}", {"s": self.last.seq}
+        ):
+            self._store_checkpoint(self.last)  # finish what a crash interrupted
+        self.refresh_from_store()
+
+    def refresh_from_store(self) -> None:
+        """Events stored after the last checkpoint (e.g. before a crash) are sealed too."""
+        rows = self.store.query(
+            "SELECT DISTINCT e.producer_id AS p, e.producer_seq AS s, e.hash AS h, e.producer_prev AS prev "
+            "FROM {db}.events AS e LEFT JOIN (SELECT producer_id, max(last_seq) AS last FROM {db}.checkpoint_ranges "
+            "GROUP BY producer_id) AS t ON e.producer_id = t.producer_id "
+            "WHERE e.producer_seq > t.last"
+        )
+        for r in rows:
+            self.pending.setdefault(r["p"], {})[int(r["s"])] = (r["h"], r["prev"])
+        if rows:
+            log.info("sealer.unsealed_found", events=len(rows))
+
+    def add(self, events: Iterable[dict[str, Any]]) -> None:
+        """Note events the store acknowledged (called by the sink after each insert)."""
+        with self._lock:
+            for ev in events:
+                p = ev["producer"]
+                pid, seq = p["id"], p["seq"]
+                if seq <= self.tips.get(pid, (0, ""))[0]:
+                    continue  # already sealed (a redelivery)
+                self.pending.setdefault(pid, {})[seq] = (ev["hash"], p["prev"])
+
+    # -- sealing ----------------------------------------------------------------------
+    def seal(self) -> Checkpoint | None:
+        """Seal everything contiguous; returns the checkpoint, or None when nothing is new."""
+        with self._lock:
+            ranges: list[Range] = []
+            leaves: list[str] = []
+            advanced: dict[str, tuple[int, str]] = {}
+            for pid in sorted(self.pending):
+                events = self.pending[pid]
+                seq, tip = self.tips.get(pid, (0, ""))
+                first = seq + 1
+                hashes = []
+                while seq + 1 in events and events[seq + 1][1] == tip:
+                    seq += 1
+                    tip = events[seq][0]
+                    hashes.append(tip)
+                if hashes:
+                    ranges.append(Range(pid, first, seq, tip))
+                    leaves.extend(hashes)
+                    advanced[pid] = (seq, tip)
+            if not ranges:
+                return None
+            cp = Checkpoint(
+                seq=(self.last.seq if self.last else 0) + 1,
+                prev=self.last.hash if self.last else "",
+                created_at=format_timestamp(datetime.now(UTC)),
+                count=len(leaves),
+                root=root(leaves),
+                ranges=tuple(ranges),
+                key_id=self.key.public.key_id,
+            ).signed(self.key)
+            self.file.append(cp.record())
+            self._store_checkpoint(cp)
+            if self.publish is not None:
+                try:
+                    self.publish(_dumps(cp.record()))
+                except Exception as exc:  # noqa: BLE001  # the file and the store already hold it
+                    log.warning("sealer.publish_failed", seq=cp.seq, error=type(exc).__name__)
+            for pid, new_tip in advanced.items():
+                self.tips[pid] = new_tip
+                waiting = self.pending[pid]
+                for s in [s for s in waiting if s <= new_tip[0]]:
+                    del waiting[s]
+                if not waiting:
+                    del self.pending[pid]
+            self.last = cp
+            self.sealed_events += cp.count
+            log.info("sealer.checkpoint", seq=cp.seq, events=cp.count, producers=len(ranges), root=cp.root[:16])
+            return cp
+
+    def _store_checkpoint(self, cp: Checkpoint) -> None:
+        self.store.insert_rows(
+            "checkpoints",
+            ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"],
+            [
+                [
+                    cp.seq,
+                    cp.hash,
+                    cp.prev,
+                    cp.created_at,
+                    cp.count,
+                    cp.root,
+                    cp.key_id,
+                    cp.signature,
+                    _dumps(cp.record()).decode(),
+                ]
+            ],
+        )
+        self.store.insert_rows(
+            "checkpoint_ranges",
+            ["checkpoint_seq", "producer_id", "first_seq", "last_seq", "tip_hash"],
+            [[cp.seq, r.producer, r.first, r.last, r.tip] for r in cp.ranges],
+        )
+
+    @property
+    def unsealed(self) -> int:
+        return sum(len(v) for v in self.pending.values())
+
+
+def _dumps(rec: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(rec, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _json(text: str) -> dict[str, Any]:
+    import json
+
+    value = json.loads(text)
+    assert isinstance(value, dict)
+    return value
+
+
+def kafka_publisher(bootstrap: str, topic: str) -> Callable[[bytes], None]:
+    """Publish checkpoint records to ``trail.checkpoints`` (acks=all), connecting lazily."""
+    state: dict[str, Any] = {}
+
+    def publish(value: bytes) -> None:
+        from kafka import KafkaProducer
+
+        if "p" not in state:
+            state["p"] = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True, bootstrap_timeout_ms=5000
+            )
+        state["p"].send(topic, value=value).get(timeout=10)
+
+    return publish
+
+
+def make_sealer(settings: Any, store: Store, bootstrap: str | None) -> Sealer | None:
+    """The sealer for a sink, or None when sealing is off (``TRAIL_CHECKPOINT_SECONDS=0``)."""
+    if settings.checkpoint_seconds <= 0:
+        return None
+    publish = kafka_publisher(bootstrap, settings.topic("checkpoints")) if bootstrap else None
+    return Sealer(store, settings.signing_key(), AppendOnlyLog(settings.checkpoint_log_path), publish)

@@ -1,0 +1,532 @@
+"""``trail verify``: prove the stored trail is complete and unaltered, or say what is not.
+
+What is checked, and what each finding means:
+
+- ``modified``: a stored event's content no longer hashes to its hash, or its hash was
+  rewritten (the next event's ``prev`` or the checkpoint's tip no longer points at it);
+- ``deleted``: a ``producer.seq`` inside a sealed range is missing, and no retention record
+  expired it;
+- ``inserted``: a row in no chain (its ``prev`` does not link), in conflict with a sealed
+  event, or in an expired range; with ``strict``, also any row no checkpoint covers yet;
+- ``reordered``: an event moved to another position of its producer's chain (its content
+  hashes correctly at another seq);
+- ``checkpoint_missing``: a checkpoint is absent from the store (the external log has it),
+  or a checkpoint number is skipped;
+- ``checkpoint_forged``: a checkpoint's signature does not verify with the public key
+  (forged, altered or re-signed with another key), the store's copy differs from the
+  external log, or its Merkle root does not match the events it seals.
+
+Event hashes are recomputed inside ClickHouse (the canonical JSON rebuilt in SQL, then
+SHA-256), so the per-row work runs in native code; the rare rows it disagrees on (JSON
+escaping of U+2028/U+2029 and some control characters differs) are re-checked exactly in
+Python. Rows stream out ordered by producer and seq; Merkle roots are built incrementally.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from trail.events.model import event_hash
+from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecord
+from trail.integrity.keys import PublicKey
+from trail.integrity.merkle import MerkleBuilder
+from trail.storage.store import EVENT_COLUMNS, Store, row_to_event
+
+
+def _s(col: str) -> str:
+    return f"toJSONString({col})"
+
+
+def _opt(key: str, col: str) -> str:
+    return f"if({col} != '', concat(',\"{key}\":', toJSONString({col})), '')"
+
+
+def _opt_first(key: str, col: str) -> str:
+    return f"if({col} != '', concat('\"{key}\":', toJSONString({col})), '')"
+
+
+def _list(col: str) -> str:
+    return f"concat('[', arrayStringConcat(arrayMap(x -> toJSONString(x), {col}), ','), ']')"
+
+
+# The canonical encoding (sorted keys, compact, UTF-8) of a stored row, as SQL.
+_LOCATION = (
+    "concat('{', arrayStringConcat(arrayFilter(x -> x != '', ["
+    "if(location_ip != '', concat('\"ip\":', toJSONString(location_ip)), ''), "
+    "if(location_region != '', concat('\"region\":', toJSONString(location_region)), ''), "
+    "if(location_site != '', concat('\"site\":', toJSONString(location_site)), '')]), ','), '}')"
+)
+_DESTINATION = (
+    "if(destination_kind != '', concat(',\"destination\":{\"kind\":', toJSONString(destination_kind), "
+    f"{_opt('name', 'destination_name')}, {_opt('region', 'destination_region')}, '}}'), '')"
+)
+_TARGET = (
+    "concat('{', arrayStringConcat(arrayFilter(x -> x != '', ["
+    f"{_opt_first('dataset', 'target_dataset')}, {_opt_first('resource', 'target_resource')}, "
+    "concat('\"system\":', toJSONString(target_system))]), ','), '}')"
+)
+_ATTRIBUTES = (
+    "concat('{', arrayStringConcat(arrayMap(k -> concat(toJSONString(k), ':', toJSONString(attributes[k])), "
+    "arraySort(mapKeys(attributes))), ','), '}')"
+)
+CANONICAL_SQL = (
+    "concat("
+    "'{\"action\":', toJSONString(action), "
+    "',\"actor\":{', arrayStringConcat(arrayFilter(x -> x != '', ["
+    f"{_opt_first('department', 'actor_department')}, concat('\"id\":', toJSONString(actor_id)), "
+    f"concat('\"kind\":', toJSONString(actor_kind)), {_opt_first('role', 'actor_role')}]), ','), '}}', "
+    f"',\"attributes\":', {_ATTRIBUTES}, "
+    f"{_opt('consent_ref', 'consent_ref')}, "
+    f"',\"data_categories\":', {_list('data_categories')}, "
+    f"{_DESTINATION}, "
+    "',\"event_id\":', toJSONString(toString(event_id)), "
+    "',\"legal_basis\":', toJSONString(legal_basis), "
+    f"',\"location\":', {_LOCATION}, "
+    "',\"occurred_at\":\"', formatDateTime(occurred_at, '%Y-%m-%dT%H:%i:%S.%fZ', 'UTC'), '\"', "
+    "',\"outcome\":', toJSONString(outcome), "
+    '\',"producer":{"id":\', toJSONString(producer_id), \',"prev":\', toJSONString(producer_prev), '
+    "',\"seq\":', toString(producer_seq), '}', "
+    "',\"purpose\":', toJSONString(purpose), "
+    "',\"record_count\":', toString(record_count), "
+    '\',"schema":"trail.audit/v1"\', '
+    '\',"source":{"environment":\', toJSONString(source_environment), \',"host":\', toJSONString(source_host), '
+    "',\"service\":', toJSONString(source_service), '}', "
+    f"',\"subject_refs\":', {_list('subject_refs')}, "
+    f"',\"target\":', {_TARGET}, "
+    "'}')"
+)
+RECOMPUTED_SQL = f"lower(hex(SHA256({CANONICAL_SQL})))"
+_SQL_SETTINGS = " SETTINGS output_format_json_escape_forward_slashes = 0"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    detail: str
+    producer_id: str = ""
+    seq: int | None = None
+    event_id: str = ""
+    checkpoint: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "producer_id": self.producer_id,
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "checkpoint": self.checkpoint,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    events_checked: int = 0
+    checkpoints_checked: int = 0
+    sealed_events: int = 0
+    unsealed_events: int = 0
+    expired_events: int = 0
+    since: int | None = None
+
+    @property
+    def intact(self) -> bool:
+        return not self.findings
+
+    def add(self, kind: str, detail: str, **kw: Any) -> None:
+        self.findings.append(Finding(kind, detail, **kw))
+
+    def summary(self) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        for f in self.findings:
+            kinds[f.kind] = kinds.get(f.kind, 0) + 1
+        return {
+            "intact": self.intact,
+            "events_checked": self.events_checked,
+            "checkpoints_checked": self.checkpoints_checked,
+            "sealed_events": self.sealed_events,
+            "unsealed_events": self.unsealed_events,
+            "expired_events": self.expired_events,
+            "findings": kinds,
+            "since": self.since,
+        }
+
+
+@dataclass
+class _Row:
+    seq: int
+    hash: str
+    prev: str
+    event_id: str
+    ok: bool
+
+
+def load_checkpoints(
+    store: Store, public: PublicKey, log_file: AppendOnlyLog | None, report: Report
+) -> dict[int, Checkpoint]:
+    """The checkpoints to trust (valid signature), reporting missing and forged ones."""
+    in_store: dict[int, list[Checkpoint]] = {}
+    for row in store.query("SELECT record FROM {db}.checkpoints ORDER BY seq"):
+        try:
+            cp = Checkpoint.from_record(json.loads(row["record"]))
+        except (ValueError, KeyError, TypeError):
+            report.add("checkpoint_forged", "a row of the checkpoints table is not a readable checkpoint")
+            continue
+        in_store.setdefault(cp.seq, []).append(cp)
+    in_file: dict[int, Checkpoint] = {}
+    if log_file is not None:
+        for rec in log_file.read():
+            if rec.get("type") == "trail.checkpoint/v1":
+                try:
+                    cp = Checkpoint.from_record(rec)
+                except (ValueError, KeyError, TypeError):
+                    continue
+                in_file.setdefault(cp.seq, cp)
+    trusted: dict[int, Checkpoint] = {}
+    for seq in sorted(set(in_store) | set(in_file)):
+        copies = in_store.get(seq, [])
+        distinct = {c.hash + c.signature: c for c in copies}
+        file_cp = in_file.get(seq)
+        good = [c for c in distinct.values() if c.signature_ok(public)]
+        for c in distinct.values():
+            if not c.signature_ok(public):
+                report.add(
+                    "checkpoint_forged",
+                    f"signature does not verify with the public key (key id {c.key_id}; expected {public.key_id})",
+                    checkpoint=seq,
+                )
+        if file_cp is not None and not file_cp.signature_ok(public):
+            report.add(
+                "checkpoint_forged", "the external log's copy does not verify with the public key", checkpoint=seq
+            )
+            file_cp = None
+        if not copies and file_cp is not None:
+            report.add("checkpoint_missing", "absent from the store; the external log still has it", checkpoint=seq)
+        if file_cp is not None and good and all(c.hash != file_cp.hash for c in good):
+            report.add("checkpoint_forged", "the store's copy differs from the external log", checkpoint=seq)
+        if log_file is not None and in_file and file_cp is None and good and seq <= max(in_file):
+            report.add("checkpoint_forged", "in the store but not in the external log", checkpoint=seq)
+        pick = file_cp or (good[0] if good else None)
+        if pick is not None:
+            trusted[seq] = pick
+    if trusted:
+        expected_prev = ""
+        for seq in range(1, max(trusted) + 1):
+            this = trusted.get(seq)
+            if this is None:
+                if not any(f.kind == "checkpoint_missing" and f.checkpoint == seq for f in report.findings) and not (
+                    any(f.kind == "checkpoint_forged" and f.checkpoint == seq for f in report.findings)
+                ):
+                    report.add("checkpoint_missing", "checkpoint number skipped; neither copy exists", checkpoint=seq)
+                expected_prev = ""
+                continue
+            if expected_prev and this.prev != expected_prev:
+                report.add("checkpoint_forged", "does not chain to the previous checkpoint", checkpoint=seq)
+            expected_prev = this.hash
+    report.checkpoints_checked = len(trusted)
+    return trusted
+
+
+def load_retention(store: Store, public: PublicKey, report: Report) -> set[int]:
+    """Checkpoint numbers lawfully expired by signed retention records."""
+    expired: set[int] = set()
+    for row in store.query("SELECT record FROM {db}.retention_records ORDER BY seq"):
+        try:
+            rec = RetentionRecord.from_record(json.loads(row["record"]))
+        except (ValueError, KeyError, TypeError):
+            report.add("checkpoint_forged", "a retention record is not readable")
+            continue
+        if not rec.signature_ok(public):
+            report.add("checkpoint_forged", f"retention record {rec.seq} does not verify with the public key")
+            continue
+        expired.update(int(c["seq"]) for c in rec.checkpoints)
+    return expired
+
+
+class Verifier:
+    def __init__(
+        self,
+        store: Store,
+        public: PublicKey,
+        log_file: AppendOnlyLog | None = None,
+        *,
+        strict: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.public = public
+        self.log_file = log_file
+        self.strict = strict
+        self.progress = progress
+
+    def run(self, since: int | None = None) -> Report:
+        report = Report(since=since)
+        checkpoints = load_checkpoints(self.store, self.public, self.log_file, report)
+        expired = load_retention(self.store, self.public, report)
+        # sealed[pid] = sorted list of (first, last, cp_seq, tip)
+        sealed: dict[str, list[tuple[int, int, int, str]]] = {}
+        for cp in checkpoints.values():
+            for r in cp.ranges:
+                sealed.setdefault(r.producer, []).append((r.first, r.last, cp.seq, r.tip))
+        for ranges in sealed.values():
+            ranges.sort()
+        report.expired_events = sum(checkpoints[s].count for s in expired if s in checkpoints)
+        active = {s for s in checkpoints if s not in expired and (since is None or s >= since)}
+        builders = {s: MerkleBuilder() for s in active}
+        where = ""
+        params: dict[str, Any] = {}
+        if since is not None:
+            # Only producers with ranges at or after `since`, and those no checkpoint covers yet.
+            pids = sorted({p for p, rs in sealed.items() if any(cp >= since for _, _, cp, _ in rs)})
+            params["pids"] = pids
+            params["known"] = sorted(sealed)
+            where = "WHERE producer_id IN {pids:Array(String)} OR producer_id NOT IN {known:Array(String)}"
+        bad = self._mismatches(where, params, report)
+        for pid, rows in self._stream(where, params, report, bad):
+            self._check_producer(pid, rows, sealed.get(pid, []), active, expired, since, builders, report)
+        touched = {f.producer_id for f in report.findings if f.producer_id}
+        for seq in sorted(active):
+            cp = checkpoints[seq]
+            if any(r.producer in touched for r in cp.ranges):
+                continue  # the event findings already say what changed under this checkpoint
+            b = builders[seq]
+            if b.count != cp.count:
+                report.add("checkpoint_forged", f"seals {cp.count} events but {b.count} were found", checkpoint=seq)
+            elif b.root() != cp.root:
+                report.add("checkpoint_forged", "Merkle root does not match the events it seals", checkpoint=seq)
+        return report
+
+    def _mismatches(self, where: str, params: dict[str, Any], report: Report) -> set[tuple[str, int, str]]:
+        """Pass 1, in SQL: rows whose content does not hash to their hash; re-checked exactly."""
+        cond = f"({where[6:]}) AND " if where else ""
+        rows = self.store.query(
+            "SELECT DISTINCT producer_id AS p, producer_seq AS s, toString(event_id) AS e, hash AS h "
+            f"FROM {{db}}.events WHERE {cond}{RECOMPUTED_SQL} != hash" + _SQL_SETTINGS,
+            params,
+        )
+        return self._classify_mismatches([(r["p"], _Row(int(r["s"]), r["h"], "", r["e"], False)) for r in rows], report)
+
+    def _stream(
+        self, where: str, params: dict[str, Any], report: Report, bad: set[tuple[str, int, str]]
+    ) -> Iterator[tuple[str, list[_Row]]]:
+        """Pass 2: every distinct row, ordered by producer and seq."""
+        sql = (
+            "SELECT DISTINCT producer_id, producer_seq, hash, producer_prev, toString(event_id) AS event_id "
+            f"FROM {{db}}.events {where} ORDER BY producer_id, producer_seq"
+        )
+        current: str | None = None
+        rows: list[_Row] = []
+        n = 0
+        for block in self.store.stream_rows(sql, params):
+            for pid, seq, h, prev, eid in block:
+                if pid != current:
+                    if current is not None:
+                        yield current, rows
+                    current, rows = pid, []
+                rows.append(_Row(int(seq), h, prev, eid, (pid, int(seq), eid) not in bad))
+                n += 1
+            report.events_checked = n
+            if self.progress:
+                self.progress(n)
+        if current is not None:
+            yield current, rows
+
+    def _check_producer(
+        self,
+        pid: str,
+        rows: list[_Row],
+        ranges: list[tuple[int, int, int, str]],
+        active: set[int],
+        expired: set[int],
+        since: int | None,
+        builders: dict[int, MerkleBuilder],
+        report: Report,
+    ) -> None:
+        by_seq: dict[int, list[_Row]] = {}
+        for r in rows:
+            by_seq.setdefault(r.seq, []).append(r)
+        chosen: dict[int, _Row] = {}
+        for seq, cands in by_seq.items():
+            if len(cands) == 1:
+                chosen[seq] = cands[0]
+                continue
+            # Several different rows claim this position: keep the one that chains, flag the others.
+            prev_row = by_seq.get(seq - 1, [None])[0]
+            next_rows = by_seq.get(seq + 1, [])
+
+            def score(
+                c: _Row, prev_row: _Row | None = prev_row, next_rows: list[_Row] = next_rows, at: int = seq
+            ) -> int:
+                s = int(c.ok)
+                s += int(prev_row is not None and c.prev == prev_row.hash) + int(at == 1 and c.prev == "")
+                s += int(any(nr.prev == c.hash for nr in next_rows))
+                return s
+
+            best = max(cands, key=score)
+            chosen[seq] = best
+            for c in cands:
+                if c is not best:
+                    report.add(
+                        "inserted",
+                        "a second, different event claims this position of the chain",
+                        producer_id=pid,
+                        seq=seq,
+                        event_id=c.event_id,
+                    )
+        tip_seq = 0
+        covered: dict[int, tuple[int, str]] = {}  # seq -> (checkpoint, tip hash if the range ends here)
+        for first, last, cp_seq, tip in ranges:
+            for s in range(first, last + 1):
+                covered[s] = (cp_seq, tip if s == last else "")
+            tip_seq = max(tip_seq, last)
+        # deletions and Merkle leaves, per sealed range
+        for first, last, cp_seq, tip in ranges:
+            if cp_seq in expired:
+                for s in range(first, last + 1):
+                    if s in chosen:
+                        report.add(
+                            "inserted",
+                            "an event in a range that retention expired",
+                            producer_id=pid,
+                            seq=s,
+                            event_id=chosen[s].event_id,
+                            checkpoint=cp_seq,
+                        )
+                continue
+            if cp_seq not in active:
+                continue
+            missing_start = None
+            for s in range(first, last + 1):
+                row = chosen.get(s)
+                if row is None:
+                    if missing_start is None:
+                        missing_start = s
+                    continue
+                if missing_start is not None:
+                    _deleted(report, pid, missing_start, s - 1, cp_seq)
+                    missing_start = None
+                builders[cp_seq].add(row.hash)
+                report.sealed_events += 1
+            if missing_start is not None:
+                _deleted(report, pid, missing_start, last, cp_seq)
+            tip_row = chosen.get(last)
+            if tip_row is not None and tip_row.ok and tip_row.hash != tip:
+                report.add(
+                    "modified",
+                    "hash rewritten: the checkpoint's tip for this producer names another hash",
+                    producer_id=pid,
+                    seq=last,
+                    event_id=tip_row.event_id,
+                    checkpoint=cp_seq,
+                )
+        # chain links and unsealed rows
+        for seq in sorted(chosen):
+            row = chosen[seq]
+            in_scope = since is None or (seq in covered and covered[seq][0] >= since) or seq > tip_seq
+            if not in_scope:
+                continue
+            if seq > tip_seq:
+                report.unsealed_events += 1
+            prev_row = chosen.get(seq - 1)
+            links = (seq == 1 and row.prev == "") or (prev_row is not None and row.prev == prev_row.hash)
+            if prev_row is None and seq > 1 and seq - 1 not in covered and seq - 1 <= tip_seq:
+                links = True  # its predecessor expired with retention
+            if not links and row.ok:
+                if prev_row is not None and prev_row.ok and seq - 1 > tip_seq:
+                    report.add(
+                        "inserted",
+                        "does not link to the previous event of its producer",
+                        producer_id=pid,
+                        seq=seq,
+                        event_id=row.event_id,
+                    )
+                elif prev_row is not None and prev_row.ok and (seq - 1) in covered and not _is_tip(covered, seq - 1):
+                    report.add(
+                        "modified",
+                        "hash rewritten: the next event's prev no longer points at it",
+                        producer_id=pid,
+                        seq=seq - 1,
+                        event_id=prev_row.event_id,
+                        checkpoint=covered[seq - 1][0],
+                    )
+                elif prev_row is None and seq > tip_seq and seq != 1:
+                    report.add(
+                        "inserted",
+                        "no predecessor in its producer's chain",
+                        producer_id=pid,
+                        seq=seq,
+                        event_id=row.event_id,
+                    )
+            if seq > tip_seq and self.strict:
+                report.add(
+                    "inserted",
+                    "not covered by any checkpoint (strict mode)",
+                    producer_id=pid,
+                    seq=seq,
+                    event_id=row.event_id,
+                )
+
+    def _classify_mismatches(self, mismatched: list[tuple[str, _Row]], report: Report) -> set[tuple[str, int, str]]:
+        """Rows whose content no longer hashes to their hash: modified, or moved (reordered)."""
+        bad: set[tuple[str, int, str]] = set()
+        if not mismatched:
+            return bad
+        ids = [r.event_id for _, r in mismatched]
+        full: dict[tuple[str, str, int], dict[str, Any]] = {}
+        select = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
+        for row in self.store.query(
+            f"SELECT DISTINCT {select} FROM {{db}}.events WHERE toString(event_id) IN {{ids:Array(String)}}",
+            {"ids": ids},
+        ):
+            full[(row["producer_id"], row["event_id"], int(row["producer_seq"]))] = row
+        by_producer: dict[str, list[_Row]] = {}
+        for pid, r in mismatched:
+            by_producer.setdefault(pid, []).append(r)
+        for pid, rows in by_producer.items():
+            seqs = [r.seq for r in rows]
+            for r in rows:
+                stored = full.get((pid, r.event_id, r.seq))
+                if stored is None:
+                    continue
+                ev = row_to_event(stored)
+                body = {k: v for k, v in ev.items() if k != "hash"}
+                if event_hash(body) == r.hash:
+                    continue  # SQL escaping differed from Python's (U+2028 and the like): intact
+                bad.add((pid, r.seq, r.event_id))
+                moved_from = None
+                for other in seqs:
+                    if other == r.seq:
+                        continue
+                    body["producer"] = dict(body["producer"], seq=other)
+                    if event_hash(body) == r.hash:
+                        moved_from = other
+                        break
+                if moved_from is not None:
+                    report.add(
+                        "reordered",
+                        f"moved from position {moved_from} to {r.seq} of its producer's chain",
+                        producer_id=pid,
+                        seq=r.seq,
+                        event_id=r.event_id,
+                    )
+                else:
+                    report.add(
+                        "modified",
+                        "content no longer matches its hash",
+                        producer_id=pid,
+                        seq=r.seq,
+                        event_id=r.event_id,
+                    )
+        return bad
+
+
+def _is_tip(covered: dict[int, tuple[int, str]], seq: int) -> bool:
+    return bool(covered.get(seq, (0, ""))[1])
+
+
+def _deleted(report: Report, pid: str, first: int, last: int, cp_seq: int) -> None:
+    what = f"seq {first}" if first == last else f"seq {first}..{last} ({last - first + 1} events)"
+    report.add("deleted", f"{what} sealed but missing from the store", producer_id=pid, seq=first, checkpoint=cp_seq)
