@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -574,6 +575,9 @@ class Profiler:
         return out
 
 
+_BOILERPLATE = re.compile(r"\((threading\.py|multiprocessing/|<string>)|\(load_tests/bench_ingest\.py")
+
+
 def _frame_name(frame: str) -> str:
     """``func (path/to/file.py:123)`` -> ``func (to/file.py)``: aggregate per function, not line."""
     func, sep, where = frame.partition(" (")
@@ -598,7 +602,7 @@ def summarise_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
         thread, frames = frames[0], frames[1:]
         total += n
         threads[thread.split(": ", 1)[-1]] += n
-        names = [_frame_name(f) for f in frames]
+        names = [_frame_name(f) for f in frames if not _BOILERPLATE.search(f)]
         if names:
             self_c[names[-1]] += n
         for name in set(names):

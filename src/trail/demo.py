@@ -12,6 +12,7 @@ never printed.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -150,6 +151,38 @@ def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[s
     return {"sent": sent, "day": day, "featured": _subject(N_SUBJECTS)}
 
 
+def _integrity(stack: LocalStack, settings: Settings, event_id: str, echo: Any) -> tuple[bool, bool]:
+    """Seal, verify the whole trail, and write and check one inclusion proof."""
+    from trail.integrity.checkpoint import AppendOnlyLog
+    from trail.integrity.keys import load_public_key
+    from trail.integrity.proof import build_proof, check_proof
+    from trail.integrity.verify import Verifier
+
+    assert stack.store is not None
+    stack._seal_now()
+    public = load_public_key(settings.public_key_path)
+    report = Verifier(stack.store, public, AppendOnlyLog(settings.checkpoint_log_path), strict=True).run()
+    s = report.summary()
+    echo(
+        f"  trail verify: {'intact' if report.intact else 'FINDINGS'}: {s['events_checked']} events, "
+        f"{s['sealed_events']} sealed by {s['checkpoints_checked']} signed checkpoint(s) (key {public.key_id})"
+    )
+    for f in report.findings[:10]:
+        echo(f"    {f.kind}: {f.detail} ({f.producer_id} #{f.seq})")
+    if not event_id:
+        return report.intact, False
+    doc = build_proof(stack.store, event_id)
+    path = settings.data_dir / "proof-export.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=2))
+    problems = check_proof(json.loads(path.read_text()), public)
+    echo(
+        f"  inclusion proof of the bulk export: leaf {doc['leaf_index']} of {doc['tree_size']} under checkpoint "
+        f"{doc['checkpoint']['seq']}: {'checks' if not problems else 'FAILS: ' + '; '.join(problems)} -> {path}"
+    )
+    echo(f"    check it offline: trail proof check {path} --public-key {public.raw_hex}")
+    return report.intact, not problems
+
+
 def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
     started = time.monotonic()
     _prepare_dir(settings, fresh)
@@ -204,9 +237,17 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         echo("  sequence-gap check: " + ("no gaps in any producer's sequence" if not gaps else f"{len(gaps)} gaps!"))
         for g in gaps:
             echo(f"    {g.producer_id}: seq {g.first_missing}..{g.last_missing} missing")
+        intact, proof_ok = _integrity(stack, settings, export[0]["event_id"] if export else "", echo)
     finally:
         stack.stop()
-    ok = stored == plan["sent"] and counts["events"] == plan["sent"] and not gaps and len(history) >= 2
+    ok = (
+        stored == plan["sent"]
+        and counts["events"] == plan["sent"]
+        and not gaps
+        and len(history) >= 2
+        and intact
+        and proof_ok
+    )
     echo(f"  done in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
     echo(
         f"  explore: trail up --data-dir {settings.data_dir}   then   trail query events --data-dir "

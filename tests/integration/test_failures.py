@@ -169,6 +169,20 @@ def test_sink_killed_mid_batch_and_restarted_stores_each_event_once(tmp_path, br
     assert counts["events"] == n
     res = subprocess.run([TRAIL, "gaps", "--format", "json"], env=env, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+    # A crash between batches and checkpoints still leaves a store that verifies, every event sealed.
+    res = subprocess.run([TRAIL, "verify", "--strict", "--format", "json"], env=env, capture_output=True, timeout=300)
+    summary = json.loads(res.stdout.decode().splitlines()[0])
+    assert res.returncode == 0, res.stdout.decode()[-3000:]
+    assert summary["intact"] and summary["sealed_events"] == n and summary["unsealed_events"] == 0
+    # ... and the checkpoints were published to the checkpoints topic, signed with the data directory's key
+    from trail.integrity.checkpoint import Checkpoint
+    from trail.integrity.keys import load_public_key
+
+    public = load_public_key(data / "keys" / "checkpoint.pub")
+    published = read_topic(broker.bootstrap, f"{namespace}trail.checkpoints", expect=summary["checkpoints_checked"])
+    cps = [Checkpoint.from_record(json.loads(r.value)) for r in published]
+    assert cps and all(cp.signature_ok(public) for cp in cps)
+    assert sum(cp.count for cp in cps) >= n
 
 
 def test_sigterm_flushes_the_partial_batch_and_commits(tmp_path, broker, topics, namespace):
