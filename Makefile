@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench bench-verify clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python load_tests/bench_ingest.py --out load_tests/results/ingest.json
+
+bench-verify: $(STAMP)
+	$(BIN)/python load_tests/bench_verify.py --events 10000000 --out load_tests/results/verify.json
 
 clean:
 	rm -rf $(VENV) .trail .pytest_cache
