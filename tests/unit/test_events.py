@@ -578,10 +578,11 @@ def test_canonical_bytes_ignore_insertion_order() -> None:
     assert canonical_bytes({"b": 1, "a": {"d": 2, "c": 3}}) == canonical_bytes({"a": {"c": 3, "d": 2}, "b": 1})
 
 
-def test_canonical_bytes_refuse_nan() -> None:
-    """NaN has no JSON encoding and is refused rather than written as a bare token."""
-    with pytest.raises(ValueError, match="JSON compliant"):
-        canonical_bytes({"x": float("nan")})
+def test_nan_never_reaches_the_canonical_encoding() -> None:
+    """A float (NaN included) has no place in an event: validation refuses it before encoding."""
+    with pytest.raises(ValidationError) as exc:
+        validate_input(event(record_count=float("nan")))
+    assert exc.value.field == "record_count"
 
 
 def test_event_hash_is_sha256_of_canonical_bytes() -> None:
@@ -664,3 +665,17 @@ def test_sdk_event_validates_against_wire_schema(tmp_path: Path, path: Path) -> 
         client.close(1)
     [body] = sent
     Draft202012Validator(WIRE_SCHEMA, format_checker=FormatChecker()).validate(json.loads(body))
+
+
+def test_canonical_bytes_match_the_standard_library_encoding() -> None:
+    """The fast encoder gives byte for byte what json.dumps(sort_keys, compact, UTF-8) gives."""
+    import json
+    import random
+
+    rnd = random.Random(7)
+    alphabet = [chr(i) for i in range(0x00, 0x250)] + ["\u2028", "\u2029", "中", "审", "😀", "\ufeff", "\uffff"]
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        doc = {"z": text, "a": [text, 0, 10**12], "m": {text or "k": text, "b": ""}, "n": {}}
+        expected = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        assert canonical_bytes(doc) == expected, repr(text)

@@ -17,13 +17,15 @@ This module does no I/O and is on the SDK's hot path: keep the per-event work sm
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
+
+import orjson
 
 from trail.errors import UnknownSchemaError, ValidationError
 
@@ -144,7 +146,7 @@ _PRODUCER_FIELDS: Final = frozenset({"id", "seq", "prev"})
 
 _HEX = frozenset("0123456789abcdef")
 _ECHO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_./0123456789")
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TS_CANONICAL = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z\Z")
 
 
 def _show(value: object) -> str:
@@ -242,13 +244,15 @@ def parse_timestamp(field: str, value: object) -> datetime:
 
 
 def _normalise_timestamp(field: str, value: object) -> str:
-    if value.__class__ is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T":
-        # Fast path: already in canonical form; still check that it parses.
-        try:
-            parsed = datetime.strptime(value, _TS_FORMAT)  # the trailing Z is matched literally
-        except ValueError:
-            raise ValidationError(field, "is not an RFC 3339 timestamp") from None
-        if parsed.strftime(_TS_FORMAT) == value:
+    if value.__class__ is str:
+        m = _TS_CANONICAL.match(value)
+        if m is not None:
+            # Fast path: already canonical (zero-padded, UTC, microseconds); still check the date exists.
+            try:
+                y, mo, d, h, mi, sec, us = (int(g) for g in m.groups())
+                datetime(y, mo, d, h, mi, sec, us)  # only validates the fields
+            except ValueError:
+                raise ValidationError(field, "is not a valid date and time") from None
             return value
     return format_timestamp(parse_timestamp(field, value))
 
@@ -443,12 +447,17 @@ def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[st
     return ev
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+_OPTS = orjson.OPT_SORT_KEYS
 
 
 def canonical_bytes(event: Mapping[str, Any]) -> bytes:
-    """UTF-8 JSON, sorted keys, no insignificant whitespace (the hashed encoding)."""
-    return _encoder.encode(event).encode("utf-8")
+    """UTF-8 JSON, sorted keys, no insignificant whitespace (the hashed encoding).
+
+    Byte for byte what ``json.dumps(event, ensure_ascii=False, sort_keys=True,
+    separators=(",", ":"))`` gives for the values an event holds (strings, integers, lists,
+    objects); orjson only does it several times faster. A test keeps the two equal.
+    """
+    return orjson.dumps(event, option=_OPTS)
 
 
 def event_hash(event_without_hash: Mapping[str, Any]) -> str:

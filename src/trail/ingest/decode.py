@@ -6,9 +6,10 @@ A record is either a valid, hash-checked v1 event ready for the writer, or a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from trail.errors import ValidationError
 from trail.events.model import MAX_EVENT_BYTES, validate_wire
@@ -25,12 +26,11 @@ def decode(value: bytes | None) -> dict[str, Any] | Rejected:
     if len(value) > MAX_EVENT_BYTES:
         return Rejected(f"record is {len(value)} bytes, over the {MAX_EVENT_BYTES} byte limit")
     try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        pos = getattr(exc, "pos", None) if isinstance(exc, json.JSONDecodeError) else getattr(exc, "start", None)
-        return Rejected(f"not valid UTF-8 JSON (at byte {pos})")
-    except RecursionError:
-        return Rejected("JSON nested too deeply")
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            return Rejected("JSON nested too deeply")
+        return Rejected(f"not valid UTF-8 JSON (at byte {exc.pos})")
     if not isinstance(raw, dict):
         return Rejected(f"an audit event must be a JSON object, got {type(raw).__name__}")
     try:
