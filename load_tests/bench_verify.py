@@ -44,9 +44,13 @@ def generate_trail(store: Store, producers: int, rounds: int) -> None:
     store.command("CREATE TABLE IF NOT EXISTS {db}.bench_tips (producer_id String, hash String) ENGINE = Memory")
     for k in range(1, rounds + 1):
         prev = "''" if k == 1 else "t.hash"
-        join = "" if k == 1 else (
-            "AS n INNER JOIN {db}.bench_tips AS t ON t.producer_id = concat('svc-', toString(n.number % 50), '/', "
-            "toString(n.number))"
+        join = (
+            ""
+            if k == 1
+            else (
+                "AS n INNER JOIN {db}.bench_tips AS t ON t.producer_id = concat('svc-', toString(n.number % 50), '/', "
+                "toString(n.number))"
+            )
         )
         base = (
             "SELECT generateUUIDv4(number) AS event_id, "
@@ -72,8 +76,7 @@ def generate_trail(store: Store, producers: int, rounds: int) -> None:
         )
         store.command("TRUNCATE TABLE {db}.bench_tips")
         store.command(
-            "INSERT INTO {db}.bench_tips SELECT producer_id, hash FROM {db}.events "
-            f"WHERE producer_seq = {k}"
+            f"INSERT INTO {{db}}.bench_tips SELECT producer_id, hash FROM {{db}}.events WHERE producer_seq = {k}"
         )
     store.command("DROP TABLE {db}.bench_tips")
     store.command("OPTIMIZE TABLE {db}.events FINAL")
@@ -87,6 +90,11 @@ def spot_check(store: Store, n: int) -> int:
         body = {k: v for k, v in ev.items() if k != "hash"}
         bad += event_hash(body) != ev["hash"]
     return bad
+
+
+def phase(name: str, started: float) -> float:
+    print(f"{name}: {time.monotonic() - started:.1f}s", flush=True)
+    return round(time.monotonic() - started, 1)
 
 
 def main() -> None:
@@ -104,15 +112,19 @@ def main() -> None:
     result: dict[str, object] = {
         "benchmark": "trail verify",
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": {"events": producers * args.rounds, "producers": producers, "chain_length": args.rounds,
-                       "checkpoints": args.checkpoints},  # fmt: skip
+        "parameters": {
+            "events": producers * args.rounds,
+            "producers": producers,
+            "chain_length": args.rounds,
+            "checkpoints": args.checkpoints,
+        },  # fmt: skip
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "target": {"full_verify_seconds_for_10M": 120},
     }
     try:
         t = time.monotonic()
         generate_trail(store, producers, args.rounds)
-        result["generate_s"] = round(time.monotonic() - t, 1)
+        result["generate_s"] = phase("generate_s", t)
         result["spot_check_mismatches_of_2000"] = spot_check(store, 2000)
 
         key = generate()
@@ -127,26 +139,26 @@ def main() -> None:
         for chunk in chunks:
             sealer.pending = {p: everything[p] for p in chunk}
             sealer.seal()
-        result["seal_s"] = round(time.monotonic() - t, 1)
+        result["seal_s"] = phase("seal_s", t)
         del everything, sealer
 
         t = time.monotonic()
         report = Verifier(store, key.public, log).run()
-        result["full_verify_s"] = round(time.monotonic() - t, 1)
+        result["full_verify_s"] = phase("full_verify_s", t)
         result["full_verify_events_per_s"] = round(report.events_checked / result["full_verify_s"])  # type: ignore[operator]
         result["full_verify_intact"] = report.intact
         result["events_checked"] = report.events_checked
 
         t = time.monotonic()
         inc = Verifier(store, key.public, log).run(since=args.checkpoints)
-        result["incremental_verify_last_checkpoint_s"] = round(time.monotonic() - t, 1)
+        result["incremental_verify_last_checkpoint_s"] = phase("incremental_verify_last_checkpoint_s", t)
         result["incremental_events_checked"] = inc.events_checked
 
         victim = store.query("SELECT toString(event_id) AS e FROM {db}.events LIMIT 1 OFFSET 12345")[0]["e"]
         drill.modify_field(store, victim)
         t = time.monotonic()
         tampered = Verifier(store, key.public, log).run()
-        result["verify_after_tamper_s"] = round(time.monotonic() - t, 1)
+        result["verify_after_tamper_s"] = phase("verify_after_tamper_s", t)
         result["tamper_found"] = [(f.kind, f.event_id == victim) for f in tampered.findings]
         result["target_met"] = bool(report.intact and result["full_verify_s"] <= 120 * report.events_checked / 10**7)  # type: ignore[operator]
     finally:

@@ -276,17 +276,16 @@ class Verifier:
         report.expired_events = sum(checkpoints[s].count for s in expired if s in checkpoints)
         active = {s for s in checkpoints if s not in expired and (since is None or s >= since)}
         builders = {s: MerkleBuilder() for s in active}
-        where = ""
-        params: dict[str, Any] = {}
+        source, scope_tables = "{db}.events", list[str]()
         if since is not None:
-            # Only producers with ranges at or after `since`, and those no checkpoint covers yet.
-            pids = sorted({p for p, rs in sealed.items() if any(cp >= since for _, _, cp, _ in rs)})
-            params["pids"] = pids
-            params["known"] = sorted(sealed)
-            where = "WHERE producer_id IN {pids:Array(String)} OR producer_id NOT IN {known:Array(String)}"
-        bad = self._mismatches(where, params, report)
-        for pid, rows in self._stream(where, params, report, bad):
-            self._check_producer(pid, rows, sealed.get(pid, []), active, expired, since, builders, report)
+            source, scope_tables = self._scope(sealed, since)
+        try:
+            bad = self._mismatches(source, report)
+            for pid, rows in self._stream(source, report, bad):
+                self._check_producer(pid, rows, sealed.get(pid, []), active, expired, since, builders, report)
+        finally:
+            for table in scope_tables:
+                self.store.command(f"DROP TABLE IF EXISTS {{db}}.{table}")
         touched = {f.producer_id for f in report.findings if f.producer_id}
         for seq in sorted(active):
             cp = checkpoints[seq]
@@ -299,28 +298,48 @@ class Verifier:
                 report.add("checkpoint_forged", "Merkle root does not match the events it seals", checkpoint=seq)
         return report
 
-    def _mismatches(self, where: str, params: dict[str, Any], report: Report) -> set[tuple[str, int, str]]:
+    def _scope(self, sealed: dict[str, list[tuple[int, int, int, str]]], since: int) -> tuple[str, list[str]]:
+        """For ``--since``: the rows of ranges sealed from checkpoint ``since`` on (and the row before
+        each, to check the link), plus producers no checkpoint covers yet. Built as two small tables
+        joined in the store, so the scan stays in native code."""
+        import uuid
+
+        suffix = uuid.uuid4().hex[:8]
+        scope, known = f"verify_scope_{suffix}", f"verify_known_{suffix}"
+        self.store.command(f"CREATE TABLE {{db}}.{scope} (producer_id String, from_seq UInt64) ENGINE = Memory")
+        self.store.command(f"CREATE TABLE {{db}}.{known} (producer_id String) ENGINE = Memory")
+        rows = []
+        for pid, ranges in sealed.items():
+            firsts = [first for first, _, cp, _ in ranges if cp >= since]
+            if firsts:
+                rows.append([pid, max(1, min(firsts) - 1)])
+        self.store.insert_rows(scope, ["producer_id", "from_seq"], rows)
+        self.store.insert_rows(known, ["producer_id"], [[p] for p in sealed])
+        source = (
+            f"(SELECT e.* FROM {{db}}.events AS e INNER JOIN {{db}}.{scope} AS s ON e.producer_id = s.producer_id "
+            "WHERE e.producer_seq >= s.from_seq UNION ALL SELECT * FROM {db}.events "
+            f"WHERE producer_id NOT IN (SELECT producer_id FROM {{db}}.{known}))"
+        )
+        return source, [scope, known]
+
+    def _mismatches(self, source: str, report: Report) -> set[tuple[str, int, str]]:
         """Pass 1, in SQL: rows whose content does not hash to their hash; re-checked exactly."""
-        cond = f"({where[6:]}) AND " if where else ""
         rows = self.store.query(
             "SELECT DISTINCT producer_id AS p, producer_seq AS s, toString(event_id) AS e, hash AS h "
-            f"FROM {{db}}.events WHERE {cond}{RECOMPUTED_SQL} != hash" + _SQL_SETTINGS,
-            params,
+            f"FROM {source} WHERE {RECOMPUTED_SQL} != hash" + _SQL_SETTINGS
         )
         return self._classify_mismatches([(r["p"], _Row(int(r["s"]), r["h"], "", r["e"], False)) for r in rows], report)
 
-    def _stream(
-        self, where: str, params: dict[str, Any], report: Report, bad: set[tuple[str, int, str]]
-    ) -> Iterator[tuple[str, list[_Row]]]:
+    def _stream(self, source: str, report: Report, bad: set[tuple[str, int, str]]) -> Iterator[tuple[str, list[_Row]]]:
         """Pass 2: every distinct row, ordered by producer and seq."""
         sql = (
             "SELECT DISTINCT producer_id, producer_seq, hash, producer_prev, toString(event_id) AS event_id "
-            f"FROM {{db}}.events {where} ORDER BY producer_id, producer_seq"
+            f"FROM {source} ORDER BY producer_id, producer_seq"
         )
         current: str | None = None
         rows: list[_Row] = []
         n = 0
-        for block in self.store.stream_rows(sql, params):
+        for block in self.store.stream_rows(sql):
             for pid, seq, h, prev, eid in block:
                 if pid != current:
                     if current is not None:
