@@ -117,7 +117,7 @@ def main() -> None:
             "producers": producers,
             "chain_length": args.rounds,
             "checkpoints": args.checkpoints,
-        },  # fmt: skip
+        },
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "target": {"full_verify_seconds_for_10M": 120},
     }
