@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify clean
+.PHONY: venv demo test lint bench bench-verify bench-detect clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench: $(STAMP)
 
 bench-verify: $(STAMP)
 	$(BIN)/python load_tests/bench_verify.py --events 10000000 --out load_tests/results/verify.json
+
+bench-detect: $(STAMP)
+	$(BIN)/python load_tests/bench_detect.py --scale 0.5 --out load_tests/results/detection.json
 
 clean:
 	rm -rf $(VENV) .trail .pytest_cache

@@ -62,6 +62,8 @@ DEFINITIONS = {
     "producers_alone_events_per_s": "the same producers into a topic nobody consumes: record() to broker ack",
     "sink_alone_events_per_s": "the sink draining that full topic alone, from its first record to all stored",
     "e2e_latency_*": "ingested_at (store, at insert) - time.time() at record(), at latency_rate_per_s",
+    "other_processes_max_share_of_machine": "largest share of the machine's CPU that processes outside the "
+    "benchmark used during a phase (see contention); above ~0.1 the figures are depressed by foreign load",
 }
 
 _CATEGORIES = ("name", "phone", "email", "address", "account", "device_id", "birth_date", "communication")
@@ -865,6 +867,51 @@ def phase_latency(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[st
 
 
 # ------------------------------------------------------------------------- machine
+def _machine_busy_s() -> float:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat: everything but idle and iowait)."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """How much CPU other processes on the machine used while a phase ran.
+
+    own = this process (all threads) + reaped children (the producer processes) + the broker;
+    other = machine busy time - own. A share of a few percent is background noise; more means
+    someone else's work competed with the benchmark and its figures are low.
+    """
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+        self._t0 = time.monotonic()
+        self._busy0 = _machine_busy_s()
+        self._own0 = self._own()
+
+    def _own(self) -> float:
+        import resource
+
+        ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + ch.ru_utime + ch.ru_stime + proc_cpu_s(self.broker_pid)
+
+    def result(self) -> dict[str, float]:
+        wall = time.monotonic() - self._t0
+        busy = _machine_busy_s() - self._busy0
+        own = self._own() - self._own0
+        other = max(0.0, busy - own)
+        cpus = os.cpu_count() or 1
+        return {
+            "wall_s": round(wall, 1),
+            "machine_busy_cpu_s": round(busy, 2),
+            "benchmark_cpu_s": round(own, 2),
+            "other_processes_cpu_s": round(other, 2),
+            "other_processes_share_of_machine": round(other / (wall * cpus), 3) if wall > 0 else 0.0,
+        }
+
+
 def machine_info() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -904,6 +951,7 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "packages": versions,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "crc32c_importable": crc_ok,
         "kafka_python_uses_crc32c_c_extension": kafka_uses_c_crc,
     }
@@ -1006,21 +1054,31 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     log(f"temp dir {tmp}")
     broker = LocalBroker(log_path=tmp / "broker.log").start()
+    bpid = broker.pid or 0
+    contention: dict[str, Any] = {}
     try:
-        if "record" in phases:
-            result["record"] = phase_record(args, broker.bootstrap)
-        if "throughput" in phases:
-            result["throughput"] = phase_throughput(args, broker.bootstrap, dsn, profiler, broker.pid or 0)
+        for name, run in (
+            ("record", lambda: phase_record(args, broker.bootstrap)),
+            ("throughput", lambda: phase_throughput(args, broker.bootstrap, dsn, profiler, bpid)),
+            ("isolated", lambda: phase_isolated(args, broker.bootstrap, dsn, bpid)),
+            ("latency", lambda: phase_latency(args, broker.bootstrap, dsn)),
+        ):
+            if name not in phases:
+                continue
+            watch = CpuWatch(bpid)
+            result[name] = run()
+            contention[name] = watch.result()
+            share = contention[name]["other_processes_share_of_machine"]
+            if share > 0.1:
+                log(f"WARNING: other processes used {share:.0%} of the machine during {name}; its figures are low")
+        if "throughput" in result:
             log(f"throughput: {result['throughput']['events_per_s']:.0f} events/s")
-        if "isolated" in phases:
-            result["isolated"] = phase_isolated(args, broker.bootstrap, dsn, broker.pid or 0)
+        if "isolated" in result:
             iso = result["isolated"]
             log(
                 f"isolated: producers alone {iso['producers_alone']['events_per_s']:.0f}/s, "
                 f"sink alone {iso['sink_alone']['events_per_s']:.0f}/s"
             )
-        if "latency" in phases:
-            result["latency"] = phase_latency(args, broker.bootstrap, dsn)
     finally:
         profiler.stop()
         broker.stop()
@@ -1050,6 +1108,9 @@ def main(argv: list[str] | None = None) -> int:
         summary["e2e_latency_p99_s"] = lat["latency_s"]["p99"]
         summary["e2e_latency_rate_matched"] = lat["rate_matched"]
         met["e2e_latency_p99"] = lat["rate_matched"] and lat["latency_s"]["p99"] <= TARGETS["e2e_latency_p99_s_max"]
+    worst = max((c["other_processes_share_of_machine"] for c in contention.values()), default=0.0)
+    summary["other_processes_max_share_of_machine"] = worst
+    result["contention"] = contention
     result = {**summary, "targets_met": met, "definitions": DEFINITIONS, **result,
               "wall_s": round(time.monotonic() - started, 1)}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

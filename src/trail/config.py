@@ -21,6 +21,10 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_SINK_MAX_DEADLETTER_RATIO | crash if a batch dead-letters more than this share | 0.5 |
 | TRAIL_CHECKPOINT_KEY_FILE | Ed25519 signing key (PEM) for checkpoints | DATA_DIR/keys/checkpoint.key |
 | TRAIL_CHECKPOINT_SECONDS | seal a checkpoint this often (0: never) | 10 |
+| TRAIL_TIMEZONE | the organisation's local time zone (detection rules) | Asia/Shanghai |
+| TRAIL_RULES_FILE | TOML file overriding detection rule defaults | unset |
+| TRAIL_APPROVED_JOBS | actor ids of approved bulk jobs (comma-separated) | empty |
+| TRAIL_DETECTOR_CHECKPOINT_SECONDS | how often the detector checkpoints its window state | 300 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
 | TRAIL_LOG_FORMAT | ``json`` or ``console`` (default: console on a TTY) | auto |
 | TRAIL_LOG_LEVEL | debug, info, warning, error | info |
@@ -58,6 +62,10 @@ class Settings:
     sink_max_deadletter_ratio: float = 0.5
     checkpoint_key_file: Path | None = None
     checkpoint_seconds: float = 10.0
+    timezone: str = "Asia/Shanghai"
+    rules_file: Path | None = None
+    approved_jobs: str = ""
+    detector_checkpoint_seconds: float = 300.0
     api_host: str = "127.0.0.1"
     api_port: int = 0
     log_format: str = "auto"
@@ -131,8 +139,8 @@ class Settings:
 
 
 _INT = {"spool_max_bytes", "sink_batch_size", "api_port"}
-_FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio", "checkpoint_seconds"}
-_PATH = {"data_dir", "spool_dir", "checkpoint_key_file"}
+_FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio", "checkpoint_seconds", "detector_checkpoint_seconds"}
+_PATH = {"data_dir", "spool_dir", "checkpoint_key_file", "rules_file"}
 
 
 def _coerce(name: str, value: Any, var: str) -> Any:
@@ -215,6 +223,18 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_LOG_LEVEL: must be debug, info, warning or error")
     if not 0 < s.sink_max_deadletter_ratio <= 1:
         raise ConfigError("TRAIL_SINK_MAX_DEADLETTER_RATIO: must be above 0 and at most 1")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(s.timezone)
+    except (ValueError, KeyError, OSError):
+        raise ConfigError("TRAIL_TIMEZONE: unknown time zone (use an IANA name like Asia/Shanghai)") from None
+    if not s.detector_checkpoint_seconds > 0:
+        raise ConfigError("TRAIL_DETECTOR_CHECKPOINT_SECONDS: must be above 0")
+    if s.rules_file is not None:
+        from trail.detect.rules import rules_from_settings
+
+        rules_from_settings(s)
     if not s.checkpoint_seconds >= 0:
         raise ConfigError("TRAIL_CHECKPOINT_SECONDS: must be 0 (never) or more")
     if not s.sink_batch_seconds > 0:  # also refuses NaN

@@ -151,6 +151,23 @@ def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[s
     return {"sent": sent, "day": day, "featured": _subject(N_SUBJECTS)}
 
 
+def _alerts(stack: LocalStack, echo: Any, timeout: float = 30.0) -> bool:
+    """Wait for the detectors' bulk-export alert (MIIT Art. 13(3)) and show every alert raised."""
+    from trail.detect.review import list_alerts
+
+    assert stack.store is not None
+    deadline = time.monotonic() + timeout
+    alerts = list_alerts(stack.store, limit=100)
+    while not any(a.rule == "bulk_export" for a in alerts) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alerts = list_alerts(stack.store, limit=100)
+    echo(f"  detectors raised {len(alerts)} alert(s) for review (trail alerts list):")
+    for a in sorted(alerts, key=lambda a: a.window_start):
+        local = datetime.fromisoformat(a.window_start).astimezone(LOCAL_TZ).strftime("%H:%M")
+        echo(f"    [{a.severity}] {a.rule} actor {a.actor} at {local} local: {a.summary} ({'; '.join(a.articles)})")
+    return any(a.rule == "bulk_export" and a.actor == "E2042" for a in alerts)
+
+
 def _integrity(stack: LocalStack, settings: Settings, event_id: str, echo: Any) -> tuple[bool, bool]:
     """Seal, verify the whole trail, and write and check one inclusion proof."""
     from trail.integrity.checkpoint import AppendOnlyLog
@@ -237,6 +254,7 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         echo("  sequence-gap check: " + ("no gaps in any producer's sequence" if not gaps else f"{len(gaps)} gaps!"))
         for g in gaps:
             echo(f"    {g.producer_id}: seq {g.first_missing}..{g.last_missing} missing")
+        alerted = _alerts(stack, echo)
         intact, proof_ok = _integrity(stack, settings, export[0]["event_id"] if export else "", echo)
     finally:
         stack.stop()
@@ -247,6 +265,7 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         and len(history) >= 2
         and intact
         and proof_ok
+        and alerted
     )
     echo(f"  done in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
     echo(

@@ -203,6 +203,8 @@ def test_demo_runs_green_from_a_fresh_directory(tmp_path):
     assert "read back from the store: 4000 events" in out
     assert "bulk export: 50000 records" in out
     assert "no gaps" in out
+    assert "bulk_export actor E2042 at 03:00 local" in out
+    assert "trail verify: intact" in out and "inclusion proof of the bulk export" in out and ": checks" in out
     assert "CUST-" not in out + res.stderr.decode()
 
 

@@ -6,7 +6,6 @@ Exit status: 0 success; 1 a finding (``gaps``); 2 bad usage, input or configurat
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -14,53 +13,23 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
 from trail import __version__
+from trail.cli.common import FORMATS, F, TrailGroup, _fail, data_dir_option, emit_rows
+from trail.cli.detect_commands import alerts_group, rules_group
 from trail.config import Settings, load_settings
-from trail.errors import ConfigError, TrailError, UsageError, ValidationError
+from trail.errors import ConfigError, UsageError
 from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
 from trail.logging import configure
 from trail.service import QueryFilters
-
-F = TypeVar("F", bound=Callable[..., Any])
-FORMATS = click.Choice(["table", "json", "csv"])
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"trail: error: {message}", err=True)
-    sys.exit(code)
 
 
 def _settings(ctx: click.Context) -> Settings:
     obj: Settings = ctx.obj
     return obj
-
-
-def data_dir_option(fn: F) -> F:
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).",
-        expose_value=True,
-    )(fn)
-
-
-class TrailGroup(click.Group):
-    """Turns trail's own errors into one line on stderr and an exit status."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (ValidationError, ConfigError, UsageError) as exc:
-            _fail(str(exc), 2)
-        except TrailError as exc:
-            _fail(str(exc), 3)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
 
 
 @click.group(cls=TrailGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,40 +59,6 @@ def _apply_data_dir(ctx: click.Context, data_dir: Path | None) -> Settings:
         except ConfigError as exc:
             _fail(str(exc), 2)
     return _settings(ctx)
-
-
-# -------------------------------------------------------------------- output helpers
-def emit_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None, title: str = "") -> None:
-    if fmt == "json":
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False, default=str))
-        return
-    cols = columns or (list(rows[0]) if rows else [])
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(cols)
-        for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in cols])
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title or None, show_lines=False)
-    for c in cols:
-        table.add_column(c)
-    for row in rows:
-        table.add_row(*[_cell(row.get(c)) for c in cols])
-    Console(soft_wrap=False, width=max(160, Console().width)).print(table)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def event_summary(ev: dict[str, Any]) -> dict[str, Any]:
@@ -525,6 +460,10 @@ def sink(ctx: click.Context, data_dir: Path | None) -> None:
 
     settings = _apply_data_dir(ctx, data_dir)
     sys.exit(run_sink(settings))
+
+
+cli.add_command(alerts_group)
+cli.add_command(rules_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from trail.api.server import make_server, serve_in_thread
 from trail.config import Settings
+from trail.detect.runtime import DetectionHandle, start_detection
 from trail.errors import ConfigError, TrailError
 from trail.ingest.sink import Sink, SinkConfig
 from trail.integrity.sealer import make_sealer
@@ -167,8 +168,6 @@ def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBacke
 
 def _direct_sealer(settings: Settings, store: Store) -> Any:
     """Without a running sink, direct writes are sealed by this process (if sealing is on)."""
-    from trail.integrity.sealer import make_sealer
-
     sealer = make_sealer(settings, store, None)
     if sealer is None:
         return None
@@ -190,6 +189,7 @@ class LocalStack:
         self.sink: Sink | None = None
         self.client: Client | None = None
         self._sink_thread: threading.Thread | None = None
+        self.detection: DetectionHandle | None = None
         self._sink_error: BaseException | None = None
         self._server: Any = None
         self.api_url = ""
@@ -234,6 +234,7 @@ class LocalStack:
             )
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
+            self.detection = start_detection(s, self.store, self.bootstrap)
             self.client = Client(
                 service="trail-api",
                 transport=KafkaTransport(self.bootstrap, s.topic("events")),
@@ -271,6 +272,7 @@ class LocalStack:
     def _health(self) -> dict[str, Any]:
         sink = self.sink
         return {
+            **(self.detection.health() if self.detection else {}),
             "kafka": self.bootstrap if self.broker else None,
             "sink": {
                 "running": bool(self._sink_thread and self._sink_thread.is_alive()),
@@ -306,6 +308,9 @@ class LocalStack:
         if self.client is not None:
             self.client.close(timeout=10)
             self.client = None
+        if self.detection is not None:
+            self.detection.stop()
+            self.detection = None
         if self.sink is not None:
             self.sink.stop()
             if self._sink_thread is not None:

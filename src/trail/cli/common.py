@@ -1,0 +1,80 @@
+"""Helpers shared by the command groups: options, output formats, error handling."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from trail.errors import ConfigError, TrailError, UsageError, ValidationError
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"trail: error: {message}", err=True)
+    sys.exit(code)
+
+
+def data_dir_option(fn: F) -> F:
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).",
+        expose_value=True,
+    )(fn)
+
+
+class TrailGroup(click.Group):
+    """Turns trail's own errors into one line on stderr and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ValidationError, ConfigError, UsageError) as exc:
+            _fail(str(exc), 2)
+        except TrailError as exc:
+            _fail(str(exc), 3)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+# -------------------------------------------------------------------- output helpers
+def emit_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None, title: str = "") -> None:
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    cols = columns or (list(rows[0]) if rows else [])
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(cols)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in cols])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, show_lines=False)
+    for c in cols:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in cols])
+    Console(soft_wrap=False, width=max(160, Console().width)).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
