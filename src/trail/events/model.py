@@ -144,9 +144,9 @@ _TARGET_FIELDS: Final = {"system": True, "dataset": False, "resource": False}
 _DEST_FIELDS: Final = {"kind": True, "name": False, "region": False}
 _PRODUCER_FIELDS: Final = frozenset({"id", "seq", "prev"})
 
-_HEX = frozenset("0123456789abcdef")
 _ECHO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_./0123456789")
-_TS_CANONICAL = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z\Z")
+_TS_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def _show(value: object) -> str:
@@ -249,8 +249,7 @@ def _normalise_timestamp(field: str, value: object) -> str:
         if m is not None:
             # Fast path: already canonical (zero-padded, UTC, microseconds); still check the date exists.
             try:
-                y, mo, d, h, mi, sec, us = (int(g) for g in m.groups())
-                datetime(y, mo, d, h, mi, sec, us)  # only validates the fields
+                datetime.fromisoformat(value[:-1])  # validates the fields (a 30 February is refused)
             except ValueError:
                 raise ValidationError(field, "is not a valid date and time") from None
             return value
@@ -417,7 +416,7 @@ def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[st
     refs = raw.get("subject_refs")
     ref_list = [] if refs is None else _list_of_ids("subject_refs", refs)
     for i, ref in enumerate(ref_list):
-        if len(ref) != 64 or not _HEX.issuperset(ref):
+        if _HEX64.match(ref) is None:
             raise ValidationError(f"subject_refs[{i}]", "must be 64 lowercase hex characters (HMAC-SHA256)")
     ev["subject_refs"] = ref_list
     ev["record_count"] = _record_count(raw, len(ref_list))
@@ -432,13 +431,13 @@ def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[st
     if seq.__class__ is not int or seq < 1:
         raise ValidationError("producer.seq", "must be an integer from 1")
     prev = producer.get("prev")
-    if prev.__class__ is not str or (prev and (len(prev) != 64 or not _HEX.issuperset(prev))):
+    if prev.__class__ is not str or (prev and _HEX64.match(prev) is None):
         raise ValidationError("producer.prev", "must be the previous event's hash (64 hex) or empty")
     if seq == 1 and prev:
         raise ValidationError("producer.prev", "must be empty for seq 1")
     ev["producer"] = {"id": pid, "seq": seq, "prev": prev}
     digest = raw.get("hash")
-    if digest.__class__ is not str or len(digest) != 64 or not _HEX.issuperset(digest):
+    if digest.__class__ is not str or _HEX64.match(digest) is None:
         raise ValidationError("hash", "must be 64 lowercase hex characters (SHA-256)")
     if check_hash and event_hash(ev) != digest:
         # The hash covers the normalised event; the SDK sends events already normalised.

@@ -40,6 +40,9 @@ class Spool:
         except BlockingIOError:
             self._lock_fh.close()
             raise
+        for seg in self._segments():
+            if seg.stat().st_size == 0:
+                seg.unlink()  # an empty segment left by a crash holds nothing to replay
         self._bytes = sum(p.stat().st_size for p in self._segments())
         self._active: Path | None = None
         self._fh: object | None = None
@@ -53,7 +56,8 @@ class Spool:
         return self._bytes
 
     def is_empty(self) -> bool:
-        return self._bytes == 0 and not self._segments()
+        """True when nothing waits for replay (tracked in memory: this is on the SDK's hot path)."""
+        return self._bytes == 0
 
     def append(self, key: bytes, values: list[bytes]) -> None:
         """Append records in order; all or nothing with respect to the bound."""
