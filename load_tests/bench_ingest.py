@@ -912,6 +912,20 @@ class CpuWatch:
         }
 
 
+def _source_digest() -> str | None:
+    """SHA-256 over trail's own source files, to tell which code a result was measured on."""
+    import hashlib
+
+    import trail
+
+    root = Path(trail.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".sql", ".json") and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def machine_info() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -952,6 +966,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "trail_source_sha256": _source_digest(),
         "crc32c_importable": crc_ok,
         "kafka_python_uses_crc32c_c_extension": kafka_uses_c_crc,
     }
