@@ -240,7 +240,7 @@ class Detector:
 
     def _published_ids(self) -> set[str]:
         """Every alert id on ``trail.alerts`` and in the alerts table."""
-        from kafka import KafkaConsumer, TopicPartition
+        from trail.ingest.topics import read_to_end
 
         ids: set[str] = set()
         try:
@@ -248,27 +248,9 @@ class Detector:
             ids.update(str(r["id"]) for r in rows)
         except StoreError as exc:
             log.warning("detector.alerts_table_unreadable", error=str(exc))
-        reader = KafkaConsumer(
-            bootstrap_servers=self.cfg.bootstrap.split(","), enable_auto_commit=False, bootstrap_timeout_ms=10_000
-        )
-        try:
-            parts = reader.partitions_for_topic(self.cfg.alerts_topic) or set()
-            tps = [TopicPartition(self.cfg.alerts_topic, p) for p in sorted(parts)]
-            if not tps:
-                return ids
-            reader.assign(tps)
-            reader.seek_to_beginning(*tps)
-            ends = reader.end_offsets(tps)
-            deadline = time.monotonic() + 60
-            while any(reader.position(tp) < ends[tp] for tp in tps):
-                if time.monotonic() > deadline:
-                    raise TrailError(f"could not read {self.cfg.alerts_topic} to its end within 60 s")
-                for recs in reader.poll(timeout_ms=200).values():
-                    for rec in recs:
-                        if rec.key:
-                            ids.add(rec.key.decode("utf-8", "replace"))
-        finally:
-            reader.close()
+        for rec in read_to_end(self.cfg.bootstrap, self.cfg.alerts_topic):
+            if rec.key:
+                ids.add(rec.key.decode("utf-8", "replace"))
         return ids
 
     def _load_checkpoint(self) -> tuple[dict[int, int], dict[str, Any]] | None:

@@ -126,35 +126,17 @@ class TopicAlerts:
         self.topic = topic
 
     def _fold(self) -> dict[str, Alert]:
-        from kafka import KafkaConsumer, TopicPartition
+        from trail.ingest.topics import read_to_end
 
         out: dict[str, Alert] = {}
-        reader = KafkaConsumer(
-            bootstrap_servers=self.bootstrap.split(","), enable_auto_commit=False, bootstrap_timeout_ms=10_000
-        )
-        try:
-            parts = reader.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            if not tps:
-                return out
-            reader.assign(tps)
-            reader.seek_to_beginning(*tps)
-            ends = reader.end_offsets(tps)
-            deadline = time.monotonic() + 60
-            while any(reader.position(tp) < ends[tp] for tp in tps):
-                if time.monotonic() > deadline:
-                    raise TrailError(f"could not read {self.topic} to its end within 60 s")
-                for recs in reader.poll(timeout_ms=200).values():
-                    for rec in recs:
-                        try:
-                            a = Alert.from_bytes(rec.value or b"")
-                        except ValidationError:
-                            continue
-                        old = out.get(a.alert_id)
-                        if old is None or a.version >= old.version:
-                            out[a.alert_id] = a
-        finally:
-            reader.close()
+        for rec in read_to_end(self.bootstrap, self.topic):
+            try:
+                a = Alert.from_bytes(rec.value or b"")
+            except ValidationError:
+                continue
+            old = out.get(a.alert_id)
+            if old is None or a.version >= old.version:
+                out[a.alert_id] = a
         return out
 
     def list(self, f: AlertFilters) -> list[Alert]:

@@ -1,0 +1,35 @@
+"""Reading a whole topic, beginning to end, outside any consumer group (no offsets committed)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from trail.errors import TrailError
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator[Any]:
+    """Every record of ``topic`` up to the end offsets seen at the start, partition by partition
+    in offset order. Raises TrailError when the end is not reached within ``timeout_s``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, bootstrap_timeout_ms=10_000
+    )
+    try:
+        parts = reader.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        ends = reader.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(reader.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TrailError(f"could not read {topic} to its end within {timeout_s:.0f} s")
+            for recs in reader.poll(timeout_ms=200).values():
+                yield from recs
+    finally:
+        reader.close()
