@@ -115,6 +115,7 @@ class Sink:
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 1_000,
             "fetch_max_bytes": 64 * 1024 * 1024,
+            "fetch_max_wait_ms": 50,  # a quiet partition must not hold a batch back by the default 500 ms
             "max_partition_fetch_bytes": 16 * 1024 * 1024,
             "bootstrap_timeout_ms": 10_000,
         }

@@ -45,6 +45,7 @@ class KafkaTransport:
         self.linger_ms = linger_ms
         self.extra = extra or {}
         self._producer: Any = None
+        self._partition: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
@@ -78,7 +79,14 @@ class KafkaTransport:
                 self._producer = self._connect()
             producer = self._producer
             try:
-                futures = [producer.send(self.topic, key=key, value=v) for v in values]
+                partition = self._partition.get(key)
+                if partition is None:
+                    # kafka-python's default partitioner (murmur2, pure Python) once per key, not per record
+                    from kafka.partitioner.default import murmur2
+
+                    parts = sorted(producer.partitions_for(self.topic))
+                    partition = self._partition[key] = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+                futures = [producer.send(self.topic, key=key, value=v, partition=partition) for v in values]
                 producer.flush(timeout=self.timeout_s)
                 for f in futures:
                     if not f.is_done:
@@ -93,6 +101,7 @@ class KafkaTransport:
                 raise
 
     def _drop(self) -> None:
+        self._partition.clear()  # the topic may come back with other partitions
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
