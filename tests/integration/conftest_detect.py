@@ -237,7 +237,9 @@ class DetectorThread:
         assert not self.thread.is_alive(), "detector did not stop"
 
 
-def make_detector(bootstrap: str, names: dict[str, str], store: Store, **cfg: Any) -> DetectorThread:
+def make_detector(
+    bootstrap: str, names: dict[str, str], store: Store, detector_cls: type[Detector] = Detector, **cfg: Any
+) -> DetectorThread:
     config = DetectorConfig(
         bootstrap=bootstrap,
         topic=names["events"],
@@ -245,7 +247,7 @@ def make_detector(bootstrap: str, names: dict[str, str], store: Store, **cfg: An
         group_id=f"{names['events']}.detector",
         **cfg,
     )
-    return DetectorThread(Detector(config, store, rules())).start()
+    return DetectorThread(detector_cls(config, store, rules())).start()
 
 
 def published(bootstrap: str, alerts_topic: str, expect: int, timeout: float = 30.0) -> list[Alert]:

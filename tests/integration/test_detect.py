@@ -156,7 +156,7 @@ def test_replay_gives_the_same_alerts(live: dict[str, Any], broker: Any, chdb_pa
 
 
 def test_restart_publishes_no_duplicate_and_misses_none(
-    broker: Any, store: Store, detect_topics: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: Any, store: Store, detect_topics: dict[str, str], tmp_path: Path
 ) -> None:
     """A detector killed after publishing but before committing, then restarted, publishes
     every alert exactly once, including one whose window spans the crash."""
@@ -168,7 +168,17 @@ def test_restart_publishes_no_duplicate_and_misses_none(
             client.record(**e)
         assert client.flush(timeout=30)
 
-    first = make_detector(broker.bootstrap, names, store, checkpoint_seconds=0.0)
+    class CrashBeforeCommit(Detector):
+        """Dies, once armed, right after publishing and before committing (as a kill -9 there would)."""
+
+        armed = False
+
+        def _commit(self, offsets: Any) -> None:
+            if self.armed:
+                raise SystemExit("killed")
+            super()._commit(offsets)
+
+    first = make_detector(broker.bootstrap, names, store, CrashBeforeCommit, checkpoint_seconds=0.0)
     # Before the crash: half a denied burst (committed and checkpointed), one bulk export.
     burst = [ev("E-DEN-9", at(16, seconds=s * 10), outcome="denied") for s in range(24)]
     send([*burst[:12], ev("E-EXP-9", at(10), action="export", record_count=3000, subject_ids=[])])
@@ -176,15 +186,11 @@ def test_restart_publishes_no_duplicate_and_misses_none(
     wait_for(lambda: first.detector.stats.checkpoints >= 1, 30, what="checkpoint")
 
     # The crash: the next alert is published, then the process dies before committing.
-    def crash(self: Detector, offsets: Any) -> None:
-        raise SystemExit("killed")
-
-    monkeypatch.setattr(Detector, "_commit", crash)
+    first.detector.armed = True  # type: ignore[attr-defined]
     send([ev("E-DEL-9", at(11), action="destroy", record_count=4000, subject_ids=[])])
     first.thread.join(30)
     assert isinstance(first.error, SystemExit)
     assert first.detector.stats.published == 2
-    monkeypatch.undo()
 
     second = make_detector(broker.bootstrap, names, store, checkpoint_seconds=0.0)
     try:
