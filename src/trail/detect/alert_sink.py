@@ -9,12 +9,12 @@ A record that is not an alert is skipped with a warning (the detector never writ
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from trail.detect.alerts import ALERT_COLUMNS, Alert, alert_row
 from trail.errors import StoreError, ValidationError
+from trail.ingest.topics import assign_all, close_quietly, consumer_options
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -52,30 +52,12 @@ class AlertSink:
         self._stop.set()
 
     def _connect(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import KafkaConsumer
 
-        opts: dict[str, Any] = {
-            "bootstrap_servers": self.cfg.bootstrap.split(","),
-            "group_id": self.cfg.group_id,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "bootstrap_timeout_ms": 10_000,
-        }
-        opts.update(self.cfg.consumer_options)
-        self._consumer = KafkaConsumer(**opts)
-        deadline = time.monotonic() + 30
-        parts = self._consumer.partitions_for_topic(self.cfg.topic)
-        while not parts and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.2)
-            parts = self._consumer.partitions_for_topic(self.cfg.topic)
-        tps = [TopicPartition(self.cfg.topic, p) for p in sorted(parts or ())]
-        self._consumer.assign(tps)
-        for tp in tps:
-            committed = self._consumer.committed(tp)
-            if committed is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        self._consumer = KafkaConsumer(
+            **consumer_options(self.cfg.bootstrap, self.cfg.group_id, self.cfg.consumer_options)
+        )
+        assign_all(self._consumer, self.cfg.topic, self._stop)
 
     def run(self) -> AlertSinkStats:
         self._connect()
@@ -85,10 +67,7 @@ class AlertSink:
             while not self._stop.is_set():
                 self.step()
         finally:
-            try:
-                self._consumer.close(autocommit=False)
-            except Exception as exc:  # noqa: BLE001  # closing must not hide the real outcome
-                log.warning("alert_sink.close_failed", error=type(exc).__name__)
+            close_quietly(log, "alert_sink.close_failed", lambda: self._consumer.close(autocommit=False))
         return self.stats
 
     def step(self) -> int:

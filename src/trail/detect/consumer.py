@@ -41,6 +41,7 @@ from trail.detect.engine import Engine, event_ts
 from trail.detect.rules import RuleSet
 from trail.errors import StoreError, TrailError, ValidationError
 from trail.events.model import ACTIONS, ACTOR_KINDS, MAX_EVENT_BYTES, OUTCOMES, SCHEMA_V1, validate_wire
+from trail.ingest.topics import assign_all, close_quietly, consumer_options, seek_committed
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -178,29 +179,18 @@ class Detector:
 
     # ------------------------------------------------------------------ start
     def _connect(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+        from kafka import KafkaConsumer, KafkaProducer
 
-        opts: dict[str, Any] = {
-            "bootstrap_servers": self.cfg.bootstrap.split(","),
-            "group_id": self.cfg.group_id,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "max_poll_records": self.cfg.batch_size,
-            "fetch_max_bytes": 64 * 1024 * 1024,
-            "max_partition_fetch_bytes": 16 * 1024 * 1024,
-            "bootstrap_timeout_ms": 10_000,
-        }
-        opts.update(self.cfg.consumer_options)
+        opts = consumer_options(
+            self.cfg.bootstrap,
+            self.cfg.group_id,
+            self.cfg.consumer_options,
+            max_poll_records=self.cfg.batch_size,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
         self._consumer = KafkaConsumer(**opts)
-        deadline = time.monotonic() + 30
-        parts = self._consumer.partitions_for_topic(self.cfg.topic)
-        while not parts and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.2)
-            parts = self._consumer.partitions_for_topic(self.cfg.topic)
-        if not parts:
-            raise TrailError(f"topic {self.cfg.topic} has no partitions (is it created?)")
-        self._tps = [TopicPartition(self.cfg.topic, p) for p in sorted(parts)]
-        self._consumer.assign(self._tps)
+        self._tps = assign_all(self._consumer, self.cfg.topic, self._stop, seek=False)  # _restore seeks
         self._producer = KafkaProducer(
             bootstrap_servers=self.cfg.bootstrap.split(","),
             acks="all",
@@ -224,11 +214,7 @@ class Detector:
             if tp.partition in offsets:
                 self._consumer.seek(tp, offsets[tp.partition])
             else:
-                committed = self._consumer.committed(tp)
-                if committed is None:
-                    self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
+                seek_committed(self._consumer, tp)
             self._positions[tp.partition] = self._consumer.position(tp)
         log.info(
             "detector.restored",
@@ -467,12 +453,9 @@ class Detector:
         self.stats.checkpoints += 1
 
     def _close(self) -> None:
-        closers: list[Callable[[], None]] = [
+        close_quietly(
+            log,
+            "detector.close_failed",
             lambda: self._consumer.close(autocommit=False),
-            lambda: self._producer.close(timeout=5),
-        ]
-        for closer in closers:
-            try:
-                closer()
-            except Exception as exc:  # noqa: BLE001  # closing must not hide the real outcome
-                log.warning("detector.close_failed", error=type(exc).__name__)
+            lambda: self._producer.close(5),
+        )

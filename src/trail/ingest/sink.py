@@ -23,12 +23,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trail.errors import StoreError, TrailError
 from trail.ingest.decode import Rejected, decode
+from trail.ingest.topics import close_quietly, consumer_options
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -105,21 +105,18 @@ class Sink:
                 sink._revoked.difference_update(assigned)
                 log.info("sink.assigned", partitions=sorted(tp.partition for tp in assigned))
 
-        opts = {
-            "bootstrap_servers": self.cfg.bootstrap.split(","),
-            "group_id": self.cfg.group_id,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "max_poll_records": self.cfg.batch_size,
-            "max_poll_interval_ms": 10_000,
-            "session_timeout_ms": 10_000,
-            "heartbeat_interval_ms": 1_000,
-            "fetch_max_bytes": 64 * 1024 * 1024,
-            "fetch_max_wait_ms": 50,  # a quiet partition must not hold a batch back by the default 500 ms
-            "max_partition_fetch_bytes": 16 * 1024 * 1024,
-            "bootstrap_timeout_ms": 10_000,
-        }
-        opts.update(self.cfg.consumer_options)
+        opts = consumer_options(
+            self.cfg.bootstrap,
+            self.cfg.group_id,
+            self.cfg.consumer_options,
+            max_poll_records=self.cfg.batch_size,
+            max_poll_interval_ms=10_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            fetch_max_wait_ms=50,  # a quiet partition must not hold a batch back by the default 500 ms
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
         self._consumer = KafkaConsumer(**opts)
         self._consumer.subscribe([self.cfg.topic], listener=Listener())
         self._dl_producer = KafkaProducer(
@@ -157,15 +154,9 @@ class Sink:
         return self.stats
 
     def _close(self) -> None:
-        closers: list[Callable[[], None]] = [
-            lambda: self._consumer.close(autocommit=False),
-            lambda: self._dl_producer.close(timeout=5),
-        ]
-        for closer in closers:
-            try:
-                closer()
-            except Exception as exc:  # noqa: BLE001  # closing must not hide the real outcome
-                log.warning("sink.close_failed", error=type(exc).__name__)
+        close_quietly(
+            log, "sink.close_failed", lambda: self._consumer.close(autocommit=False), lambda: self._dl_producer.close(5)
+        )
 
     # -- batching ---------------------------------------------------------------------
     def _take(self, tp: Any, rec: Any) -> None:
