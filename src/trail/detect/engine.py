@@ -128,6 +128,19 @@ class _Windows:
         self.size = size
         self.buckets: dict[int, dict[str, list[Any]]] = {}
 
+    def add(self, start: int, key: str, event_id: str, records: int = 0, first: Any = 0) -> list[Any]:
+        """Count one event into ``[total, events, evidence]`` of ``key`` in the window at ``start``;
+        ``first`` is the total a new aggregate starts from (a threshold, for volume)."""
+        bucket = self.buckets.setdefault(start, {})
+        agg = bucket.get(key)
+        if agg is None:
+            agg = bucket[key] = [first, 0, []]
+        agg[0] += records
+        agg[1] += 1
+        if len(agg[2]) < MAX_EVIDENCE:
+            agg[2].append(event_id)
+        return agg
+
     def evict(self, watermark: float) -> None:
         for start in [s for s in self.buckets if s + self.size <= watermark]:
             del self.buckets[start]
@@ -352,14 +365,7 @@ class Engine:
             )
         if late or n == 0:
             return
-        bucket = self.bulk_total.buckets.setdefault(t.day_start, {})
-        agg = bucket.get(aid)
-        if agg is None:
-            agg = bucket[aid] = [0, 0, []]
-        agg[0] += n
-        agg[1] += 1
-        if len(agg[2]) < MAX_EVIDENCE:
-            agg[2].append(eid)
+        agg = self.bulk_total.add(t.day_start, aid, eid, n)
         # A single operation over the total is already its own alert: the total needs two.
         if agg[0] >= cfg.total_records and agg[1] >= 2:
             a = self._alert(
@@ -398,13 +404,9 @@ class Engine:
         if hours is None:
             hours = days[t.local_day] = [0] * 24
         hours[t.local_hour] += 1
-        bucket = self.volume.buckets.setdefault(t.hour_start, {})
-        agg = bucket.get(aid)
-        if agg is None:
-            agg = bucket[aid] = [self._threshold(aid, t), 0, []]
-        agg[1] += 1
-        if len(agg[2]) < MAX_EVIDENCE:
-            agg[2].append(ev["event_id"])
+        bucket = self.volume.buckets.get(t.hour_start)
+        first = self._threshold(aid, t) if bucket is None or aid not in bucket else 0
+        agg = self.volume.add(t.hour_start, aid, ev["event_id"], first=first)
         if agg[1] >= agg[0]:
             a = self._alert(
                 "volume_anomaly",
@@ -537,14 +539,7 @@ class Engine:
             return
         if late:
             return
-        bucket = self.offh.buckets.setdefault(t.hour_start, {})
-        agg = bucket.get(aid)
-        if agg is None:
-            agg = bucket[aid] = [0, 0, []]
-        agg[0] += n
-        agg[1] += 1
-        if len(agg[2]) < MAX_EVIDENCE:
-            agg[2].append(ev["event_id"])
+        agg = self.offh.add(t.hour_start, aid, ev["event_id"], n)
         if agg[0] >= cfg.records:
             a = self._alert(
                 "off_hours",
