@@ -26,6 +26,12 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_APPROVED_JOBS | actor ids of approved bulk jobs (comma-separated) | empty |
 | TRAIL_DETECTOR_CHECKPOINT_SECONDS | how often the detector checkpoints its window state | 300 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
+| TRAIL_INCIDENT_STORE | ``postgresql://user:pass@host:port/db?schema=trail``; unset = SQLite in the data dir | unset |
+| TRAIL_PLAYBOOK | the graded emergency plan (YAML) | playbooks/default.yaml |
+| TRAIL_CONTACT_RESOLVER | ``module:attr``, ``entrypoint:NAME`` or ``command:PROGRAM ARGS`` | unset |
+| TRAIL_NOTICE_CHANNEL | ``outbox``, ``smtp://...`` or ``webhook:URL`` | outbox |
+| TRAIL_OUTBOX_DIR | where the outbox channel and documents are written | DATA_DIR/outbox |
+| TRAIL_INCIDENT_SEVERITIES | alert severities that open incidents (comma-separated) | high,critical |
 | TRAIL_LOG_FORMAT | ``json`` or ``console`` (default: console on a TTY) | auto |
 | TRAIL_LOG_LEVEL | debug, info, warning, error | info |
 """
@@ -68,6 +74,12 @@ class Settings:
     detector_checkpoint_seconds: float = 300.0
     api_host: str = "127.0.0.1"
     api_port: int = 0
+    incident_store: str | None = field(default=None, repr=False)
+    playbook: Path | None = None
+    contact_resolver: str | None = None
+    notice_channel: str = field(default="outbox", repr=False)
+    outbox_dir: Path | None = None
+    incident_severities: str = "high,critical"
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -100,6 +112,15 @@ class Settings:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode("utf-8")
+
+    @property
+    def incident_store_path(self) -> Path:
+        """The SQLite file of the incident store (when TRAIL_INCIDENT_STORE is unset)."""
+        return self.data_dir / "incidents.db"
+
+    @property
+    def effective_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
 
     @property
     def checkpoint_key_path(self) -> Path:
@@ -135,12 +156,18 @@ class Settings:
             scheme, rest = self.clickhouse_dsn.split("://", 1)
             out["clickhouse_dsn"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
         out["store_dsn (effective)"] = out["clickhouse_dsn"] or self.store_dsn
+        if self.incident_store and "@" in self.incident_store:
+            scheme, rest = self.incident_store.split("://", 1)
+            out["incident_store"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
+        if "@" in self.notice_channel:
+            scheme, _, rest = self.notice_channel.partition("://")
+            out["notice_channel"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
         return out
 
 
 _INT = {"spool_max_bytes", "sink_batch_size", "api_port"}
 _FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio", "checkpoint_seconds", "detector_checkpoint_seconds"}
-_PATH = {"data_dir", "spool_dir", "checkpoint_key_file", "rules_file"}
+_PATH = {"data_dir", "spool_dir", "checkpoint_key_file", "rules_file", "playbook", "outbox_dir"}
 
 
 def _coerce(name: str, value: Any, var: str) -> Any:
@@ -241,6 +268,15 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_SINK_BATCH_SECONDS: must be above 0")
     if s.sink_batch_size < 1:
         raise ConfigError("TRAIL_SINK_BATCH_SIZE: must be at least 1")
+    if s.incident_store and not s.incident_store.startswith(("postgresql://", "postgres://", "sqlite://")):
+        raise ConfigError(
+            "TRAIL_INCIDENT_STORE: must start with postgresql:// (or sqlite:///path); leave unset for SQLite "
+            "in the data directory"
+        )
+    severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]
+    bad = [x for x in severities if x not in ("low", "medium", "high", "critical")]
+    if bad or not severities:
+        raise ConfigError("TRAIL_INCIDENT_SEVERITIES: comma-separated list of low, medium, high, critical")
 
 
 def with_data_dir(s: Settings, data_dir: Path | None) -> Settings:

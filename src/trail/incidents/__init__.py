@@ -1,0 +1,1 @@
+"""Breach response: incidents, playbooks, documents and notices."""
