@@ -7,6 +7,18 @@
 | GET | /v1/events | since, until, action, category, actor, subject_ref, limit | ``{"events": [...]}`` |
 | GET | /v1/gaps | producer | ``{"gaps": [...]}`` |
 | GET | /v1/counts | | counts read from the store |
+| GET | /v1/incidents | status | ``{"incidents": [...]}`` with clocks (due soon, overdue) |
+| POST | /v1/incidents | ``{"title", "by", "description"?, "discovered_at"?, "facts"?}`` | the incident |
+| GET | /v1/incidents/{ref} | | the incident: grade, facts, evidence, steps, obligations with time left |
+| GET | /v1/incidents/{ref}/timeline | | its own history, one entry per recorded event |
+| GET | /v1/incidents/{ref}/subjects | | the subject refs in its evidence (for notices) |
+| POST | /v1/incidents/{ref}/{command} | JSON arguments; ``If-Match: <version>`` optional | the incident after |
+| GET | /v1/playbook | | the graded emergency plan in force |
+
+Incident commands (``fact``, ``grade``, ``step``, ``meet``, ``waive``, ``measure``, ``update``,
+``contain``, ``resolve``, ``review``, ``close``, ``evidence``, ...) are those of
+``trail.incidents.commands``. A refused command answers 400 and records nothing; a change
+that lost a race with another responder (or a stale ``If-Match``) answers 409.
 
 Subjects are addressed by their reference (HMAC), never by the raw id: the command line
 computes the reference with the organisation's key before it asks.
@@ -19,10 +31,11 @@ import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from trail.errors import StoreError, TrailError, UsageError, ValidationError
 from trail.events.model import parse_timestamp
+from trail.incidents.application import Conflict, NotFound
 from trail.logging import get_logger
 from trail.service import QueryFilters
 
@@ -116,6 +129,8 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                     )
                 elif method == "GET" and url.path.startswith("/v1/proof/"):
                     self._send(200, backend.proof(url.path.rsplit("/", 1)[1]))
+                elif url.path == "/v1/incidents" or url.path.startswith(("/v1/incidents/", "/v1/playbook")):
+                    self._incidents(method, url.path, q)
                 elif method == "POST" and url.path == "/v1/retention":
                     length = int(self.headers.get("Content-Length") or 0)
                     body = json.loads(self.rfile.read(min(length, 65536)) or b"{}")
@@ -124,6 +139,10 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                     self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
             except (ValidationError, UsageError, ValueError) as exc:
                 self._send(400, {"error": str(exc)})
+            except Conflict as exc:
+                self._send(409, {"error": str(exc)})
+            except NotFound as exc:
+                self._send(404, {"error": str(exc)})
             except StoreError as exc:
                 self._send(503, {"error": str(exc)})
             except TrailError as exc:
@@ -131,6 +150,51 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
             except Exception as exc:  # the API answers; it does not die with one request
                 log.exception("api.internal_error", path=url.path, internal=True)
                 self._send(500, {"error": f"internal error ({type(exc).__name__}); see the trail up log"})
+
+        def _body(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > 1 << 20:
+                raise UsageError("request body over 1 MiB")
+            raw = self.rfile.read(length) if length else b"{}"
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                raise UsageError("the request body must be a JSON object") from None
+            if not isinstance(body, dict):
+                raise UsageError("the request body must be a JSON object")
+            return body
+
+        def _incidents(self, method: str, path: str, q: dict[str, list[str]]) -> None:
+            from trail.incidents.commands import dispatch, open_incident
+
+            incidents = getattr(backend, "incidents", None)
+            if incidents is None:
+                self._send(503, {"error": "incidents are not available in this process"})
+                return
+            svc = incidents.service
+            parts = [unquote(p) for p in path.split("/")[2:]]  # ["incidents", ref?, command?]
+            if parts == ["playbook"] and method == "GET":
+                self._send(200, incidents.playbook_plan())
+            elif parts == ["incidents"] and method == "GET":
+                self._send(200, {"incidents": incidents.summaries(_one(q, "status"))})
+            elif parts == ["incidents"] and method == "POST":
+                self._send(201, open_incident(svc, self._body()))
+            elif len(parts) == 2 and method == "GET":
+                self._send(200, incidents.show(parts[1]))
+            elif len(parts) == 3 and method == "GET" and parts[2] == "timeline":
+                self._send(200, {"timeline": incidents.timeline(parts[1])})
+            elif len(parts) == 3 and method == "GET" and parts[2] == "subjects":
+                self._send(200, {"subject_refs": incidents.subject_refs(parts[1])})
+            elif len(parts) == 3 and method == "POST":
+                args = self._body()
+                if_match = self.headers.get("If-Match")
+                if if_match:
+                    if not if_match.strip('"').isdigit():
+                        raise UsageError("If-Match: the incident version you read (a whole number)")
+                    args["expected_version"] = int(if_match.strip('"'))
+                self._send(200, dispatch(svc, parts[2], parts[1], args))
+            else:
+                self._send(404, {"error": f"no such endpoint: {method} {path}"})
 
         def do_GET(self) -> None:
             self._route("GET")

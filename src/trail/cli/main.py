@@ -20,6 +20,7 @@ import click
 from trail import __version__
 from trail.cli.common import FORMATS, F, TrailGroup, _fail, data_dir_option, emit_rows
 from trail.cli.detect_commands import alerts_group, rules_group
+from trail.cli.incident_commands import drill_cmd, incidents_group, playbook_group
 from trail.config import Settings, load_settings
 from trail.errors import ConfigError, UsageError
 from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
@@ -464,6 +465,9 @@ def sink(ctx: click.Context, data_dir: Path | None) -> None:
 
 cli.add_command(alerts_group)
 cli.add_command(rules_group)
+cli.add_command(incidents_group)
+cli.add_command(playbook_group)
+cli.add_command(drill_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

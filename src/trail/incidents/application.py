@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 
-from trail.errors import ConfigError, TrailError
+from trail.errors import ConfigError, TrailError, UsageError
 from trail.incidents import evidence as evidence_mod
 from trail.incidents.domain import Incident, Refused, incident_ref
 from trail.incidents.grading import clock_state, compute_grade, deadline, human_left
@@ -45,7 +45,7 @@ class Conflict(TrailError):
     """The incident changed between reading and saving; nothing of this command was saved."""
 
 
-class NotFound(TrailError):
+class NotFound(UsageError):
     """No incident has this id or reference."""
 
 
@@ -131,6 +131,10 @@ class IncidentService:
         self.playbook = playbook
         self.env = persistence_env(store_url, sqlite_path)
         _ensure_schema(self.env)
+        if "SQLITE_DBNAME" in self.env:
+            from pathlib import Path
+
+            Path(self.env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.app = IncidentApp(env=self.env)
         except Exception as exc:  # noqa: BLE001 - persistence errors of either backend

@@ -87,6 +87,7 @@ class StoreBackend:
         self.store = store
         self.client = client
         self.settings = settings
+        self.incidents: Any = None
         self.seal = seal
         self._extra_health = extra_health
         self._emit_lock = threading.Lock()
@@ -190,6 +191,10 @@ class LocalStack:
         self.client: Client | None = None
         self._sink_thread: threading.Thread | None = None
         self.detection: DetectionHandle | None = None
+        self.incidents: Any = None
+        self.trigger: Any = None
+        self._trigger_thread: threading.Thread | None = None
+        self._trigger_error: BaseException | None = None
         self._sink_error: BaseException | None = None
         self._server: Any = None
         self.api_url = ""
@@ -235,6 +240,7 @@ class LocalStack:
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
             self.detection = start_detection(s, self.store, self.bootstrap)
+            self._start_incidents()
             self.client = Client(
                 service="trail-api",
                 transport=KafkaTransport(self.bootstrap, s.topic("events")),
@@ -244,6 +250,7 @@ class LocalStack:
                 environment=s.mode,
             )
             backend = StoreBackend(self.store, self.client, self._health, settings=s, seal=self._seal_now)
+            backend.incidents = self.incidents
             self._server = make_server(backend, s.api_host, s.api_port)
             serve_in_thread(self._server)
             host, port = self._server.server_address[:2]
@@ -256,6 +263,27 @@ class LocalStack:
             raise
         log.info("stack.ready", api=self.api_url, kafka=self.bootstrap, data_dir=str(s.data_dir))
         return self
+
+    def _start_incidents(self) -> None:
+        """The incident service over this store, and the trigger on trail.alerts in a thread."""
+        from trail.incidents.commands import LocalIncidents
+        from trail.incidents.trigger import IncidentTrigger, incident_service, trigger_config
+
+        service = incident_service(self.settings, self.store)
+        self.incidents = LocalIncidents(service)
+        self.trigger = IncidentTrigger(trigger_config(self.settings, self.bootstrap), service, self.store)
+
+        def run() -> None:
+            try:
+                self.trigger.run()
+            except BaseException as exc:  # reported through health and on stop
+                self._trigger_error = exc
+                log.exception("stack.trigger_failed", internal=True)
+
+        self._trigger_thread = threading.Thread(target=run, name="trail-incident-trigger", daemon=True)
+        self._trigger_thread.start()
+        if not self.trigger.ready.wait(timeout=30):
+            raise TrailError(f"the incident trigger did not start within 30 s: {self._trigger_error or 'no error'}")
 
     def _run_sink(self) -> None:
         assert self.sink is not None
@@ -279,6 +307,12 @@ class LocalStack:
                 "stored": sink.stats.stored if sink else 0,
                 "deadlettered": sink.stats.deadlettered if sink else 0,
                 "error": str(self._sink_error) if self._sink_error else None,
+            },
+            "incident_trigger": {
+                "running": bool(self._trigger_thread and self._trigger_thread.is_alive()),
+                "opened": self.trigger.stats.opened if self.trigger else 0,
+                "attached": self.trigger.stats.attached if self.trigger else 0,
+                "error": str(self._trigger_error) if self._trigger_error else None,
             },
         }
 
@@ -308,6 +342,14 @@ class LocalStack:
         if self.client is not None:
             self.client.close(timeout=10)
             self.client = None
+        if self.trigger is not None:
+            self.trigger.stop()
+            if self._trigger_thread is not None:
+                self._trigger_thread.join(timeout=30)
+            self.trigger = None
+        if self.incidents is not None:
+            self.incidents.service.shutdown()
+            self.incidents = None
         if self.detection is not None:
             self.detection.stop()
             self.detection = None

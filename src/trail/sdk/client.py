@@ -158,6 +158,28 @@ class Client:
         self.stats.recorded += 1
         return ev["event_id"]  # type: ignore[no-any-return]
 
+    def record_pseudonymised(self, *, subject_refs: list[str], **fields: Any) -> str:
+        """Record an event about subjects known only by their refs (trail's own components:
+        notices, reviews). The refs must be the 64-hex HMACs this client's key produces."""
+        from trail.errors import ValidationError
+        from trail.events.model import _HEX64
+
+        for i, ref in enumerate(subject_refs):
+            if not isinstance(ref, str) or _HEX64.match(ref) is None:
+                raise ValidationError(f"subject_refs[{i}]", "must be 64 lowercase hex characters (HMAC-SHA256)")
+        if self._closed:
+            raise ClientClosedError("this trail client is closed; create a new one")
+        if "source" not in fields:
+            fields["source"] = self.source
+        if "location" not in fields and self.location:
+            fields["location"] = self.location
+        ev = validate_input(fields)
+        ev.pop("subject_ids", None)
+        ev["subject_refs"] = list(subject_refs)
+        self._enqueue(ev)
+        self.stats.recorded += 1
+        return ev["event_id"]  # type: ignore[no-any-return]
+
     def record_event(self, event: Mapping[str, Any]) -> str:
         """Record an event given as a mapping (as read from a JSON line)."""
         return self.record(**dict(event))
