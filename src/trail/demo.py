@@ -32,6 +32,7 @@ from trail.sdk.transport import KafkaTransport
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 N_SUBJECTS = 2000
 EXPORT_RECORDS = 50_000
+EXPORT_PARTS = 4
 
 
 def _subject(i: int) -> str:
@@ -91,7 +92,7 @@ def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[s
         )
         sent += 1
     # 2. support work: views and corrections during working hours.
-    remaining = max(0, n_events - N_SUBJECTS - 1 - 3)
+    remaining = max(0, n_events - N_SUBJECTS - EXPORT_PARTS - 3)
     for _ in range(remaining // 2):
         kind = rng.random()
         subject = _subject(rng.randint(1, N_SUBJECTS))
@@ -118,21 +119,25 @@ def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[s
             target={"system": "billing", "dataset": "accounts"},
         )
         sent += 1
-    # 4. the bulk export at 03:00 local time: 50,000 records to a file (MIIT Art. 13(3)).
-    marketing.record(
-        occurred_at=_at(day, 3.0),
-        actor={"kind": "staff", "id": "E2042", "role": "analyst", "department": "marketing"},
-        action="export",
-        record_count=EXPORT_RECORDS,
-        data_categories=["name", "phone", "address"],
-        purpose="campaign list",
-        legal_basis="consent",
-        consent_ref="CONSENT-POLICY-2026",
-        target={"system": "crm", "dataset": "customers"},
-        destination={"kind": "file", "name": "campaign-export.csv", "region": "CN"},
-        location={"ip": "10.20.30.41", "site": "shenzhen-dc1", "region": "CN-GD"},
-    )
-    sent += 1
+    # 4. the bulk export at 03:00 local time: 50,000 records (25 rows of history for each of the
+    #    first 2,000 customers) to a file, recorded in four parts of 500 customers (MIIT Art. 13(3)).
+    for part in range(EXPORT_PARTS):
+        size = N_SUBJECTS // EXPORT_PARTS
+        marketing.record(
+            occurred_at=_at(day, 3.0 + part / 360),
+            actor={"kind": "staff", "id": "E2042", "role": "analyst", "department": "marketing"},
+            action="export",
+            subject_ids=[_subject(i) for i in range(part * size + 1, part * size + size + 1)],
+            record_count=EXPORT_RECORDS // EXPORT_PARTS,
+            data_categories=["name", "phone", "address"],
+            purpose="campaign list",
+            legal_basis="consent",
+            consent_ref="CONSENT-POLICY-2026",
+            target={"system": "crm", "dataset": "customers"},
+            destination={"kind": "file", "name": "campaign-export.csv", "region": "CN"},
+            location={"ip": "10.20.30.41", "site": "shenzhen-dc1", "region": "CN-GD"},
+        )
+        sent += 1
     # 5. the retention run at 23:00: accounts closed for longer than the retention period.
     expired = list(range(N_SUBJECTS - 299, N_SUBJECTS + 1))
     for batch_start in range(0, len(expired), 100):
@@ -166,6 +171,83 @@ def _alerts(stack: LocalStack, echo: Any, timeout: float = 30.0) -> bool:
         local = datetime.fromisoformat(a.window_start).astimezone(LOCAL_TZ).strftime("%H:%M")
         echo(f"    [{a.severity}] {a.rule} actor {a.actor} at {local} local: {a.summary} ({'; '.join(a.articles)})")
     return any(a.rule == "bulk_export" and a.actor == "E2042" for a in alerts)
+
+
+def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 60.0) -> bool:
+    """The bulk-export alert opened an incident: grade, clocks, regulator report, notices."""
+    import sys
+
+    from trail.incidents import notify
+
+    incidents = stack.incidents
+    deadline = time.monotonic() + timeout
+
+    def export_incident() -> dict[str, Any] | None:
+        for row in incidents.summaries():
+            view: dict[str, Any] = incidents.show(row["ref"])
+            if any(a["rule"] == "bulk_export" for a in view["alerts"]):
+                return view
+        return None
+
+    found = export_incident()
+    while found is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = export_incident()
+    if found is None:
+        echo("  no incident was opened from the bulk-export alert", err=True)
+        return False
+    others = [r for r in incidents.summaries() if r["ref"] != found["ref"]]
+    for r in others:
+        echo(f"  incident {r['ref']} opened from alerts: {r['title']} (grade {r['grade']})")
+    view = found
+    ref = view["ref"]
+    g = view["grade"]
+    echo(
+        f"  incident {ref} opened from {len(view['alerts'])} alert(s): {view['title']}; graded {g['level']} "
+        f"{g['name_zh']} / {g['name_en']}"
+    )
+    for reason in g["reasons"]:
+        echo(f"    - {reason}")
+    ev = view["evidence"] or {}
+    echo(
+        f"    evidence frozen from the trail: {ev.get('people_affected')} people affected "
+        f"({ev.get('sensitive_people')} with sensitive categories), categories {', '.join(ev.get('categories', []))}, "
+        f"{ev.get('events')} events, digest {str(ev.get('digest', ''))[:16]}"
+    )
+    echo("    clocks started at discovery (trail incidents show " + ref + "):")
+    for o in view["obligations"]:
+        echo(f"      {o['id']:<22} {o['recipient_en'][:58]:<58} due {o.get('due_at') or '-'} ({o['time_left']})")
+    files = notify.write_incident_documents(incidents, settings, ref, by="E1001", kinds=["initial_report"])
+    echo(f"    regulator initial report (zh, en): {files[0].parent}")
+    drafted = notify.draft(incidents, settings, ref, by="E1001")
+    notify.approve(incidents, ref, by="E1002")
+    resolver = settings.contact_resolver or _example_resolver(sys.executable)
+    result = notify.send(incidents, settings, ref, by="E1002", resolver_spec=resolver, channel_spec="outbox")
+    outbox = settings.effective_outbox_dir / "notices"
+    echo(
+        f"    notices to individuals (PIPL Art. 57): drafted for {drafted['subjects']} people by E1001, approved by "
+        f"E1002, {result['sent']} sent to the outbox, {result['failed']} failed: {outbox}"
+    )
+    echo(f"    notice text (zh, en): {incident_dir_text(settings, ref)}")
+    after = incidents.show(ref)
+    met = [o["id"] for o in after["obligations"] if o["status"] == "met"]
+    echo(f"    obligations met so far: {', '.join(met) or 'none'}; timeline: trail incidents timeline {ref}")
+    # The example resolver knows no contact for refs starting 0000 (to show failures): those fail.
+    return bool(files) and result["sent"] > 0 and result["sent"] + result["failed"] == drafted["subjects"]
+
+
+def incident_dir_text(settings: Settings, ref: str) -> str:
+    return str(settings.effective_outbox_dir / ref / "notice")
+
+
+def _example_resolver(python: str) -> str:
+    """The example contact resolver shipped in examples/ (fake addresses under example.invalid)."""
+    from pathlib import Path
+
+    import trail
+
+    script = Path(trail.__file__).resolve().parents[2] / "examples" / "contact_resolver.py"
+    return f"command:{python} {script}"
 
 
 def _integrity(stack: LocalStack, settings: Settings, event_id: str, echo: Any) -> tuple[bool, bool]:
@@ -244,17 +326,20 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
                 f"{','.join(ev['data_categories'])}  ({ev['source']['service']})"
             )
         export = stack.store.find_events(action="export", limit=5)
-        for ev in export:
+        if export:
+            ev = export[0]
             local = datetime.fromisoformat(ev["occurred_at"]).astimezone(LOCAL_TZ).strftime("%H:%M")
             echo(
-                f"  bulk export: {ev['record_count']} records by {ev['actor']['id']} at {local} local "
-                f"to {ev['destination']['kind']}"
+                f"  bulk export: {sum(e['record_count'] for e in export)} records about "
+                f"{sum(len(e['subject_refs']) for e in export)} customers by {ev['actor']['id']} at {local} local "
+                f"to {ev['destination']['kind']} ({len(export)} events)"
             )
         gaps = stack.store.gaps()
         echo("  sequence-gap check: " + ("no gaps in any producer's sequence" if not gaps else f"{len(gaps)} gaps!"))
         for g in gaps:
             echo(f"    {g.producer_id}: seq {g.first_missing}..{g.last_missing} missing")
         alerted = _alerts(stack, echo)
+        breach_ok = _breach(stack, settings, echo)
         intact, proof_ok = _integrity(stack, settings, export[0]["event_id"] if export else "", echo)
     finally:
         stack.stop()
@@ -266,6 +351,7 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         and intact
         and proof_ok
         and alerted
+        and breach_ok
     )
     echo(f"  done in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
     echo(

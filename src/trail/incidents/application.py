@@ -310,6 +310,8 @@ class IncidentService:
                     )
                     created = True
             attached = inc.attach_alerts([_alert_summary(a) for a in alerts], by=by, at=self.now())
+            if not attached and not created:
+                return inc, [], False  # a redelivered alert: nothing new (also after close)
             if attached and self.store is not None and inc.status != "closed":
                 self._refresh_evidence(inc, by=by)
             self._regrade(inc, by=by)
@@ -328,7 +330,7 @@ class IncidentService:
     def find_for_alert(self, alert: Mapping[str, Any]) -> Incident | None:
         """The open incident an alert correlates with: same actor, within CORRELATION_HOURS."""
         actor = str(alert.get("actor", ""))
-        when = _alert_time(alert)
+        when = _window_time(alert)
         for iid in reversed(self.ids()):
             inc = self.get(iid)
             if inc.source != "alerts" or inc.status == "closed" or inc.drill:
@@ -383,8 +385,10 @@ class IncidentService:
         if override is not None:
             level = override
         elif current is not None and current["overridden"]:
-            # An override stands until the computed grade becomes more severe than it.
-            if level_rank(result.level) >= level_rank(current["level"]):
+            # An override stands until the computed grade becomes more severe than both the
+            # override and the grade computed when it was made.
+            floor = min(level_rank(current["level"]), level_rank(current["computed_level"]))
+            if level_rank(result.level) >= floor:
                 level = current["level"]
                 reason = current["override_reason"]
             else:
@@ -452,8 +456,18 @@ class IncidentService:
             if spec is not None and ob["status"] == "open":
                 deadlines[oid] = _opt_time(deadline(spec, discovered_at=discovered, handling_ended_at=ended))
         inc.set_obligation_deadlines(deadlines, by=by, at=at)
-        # Obligations that no longer apply (the grade went down) are waived, with the reason.
+        # Obligations waived because the grade went down apply again when it goes back up.
         still = {o.id for o in applicable}
+        reopen = [oid for oid in still if inc.obligations.get(oid, {}).get("auto_waived")]
+        if reopen:
+            inc.reopen_obligations(reopen, by=by, at=at, reason=f"applies again at grade {level}")
+            fresh: dict[str, str | None] = {}
+            for oid in reopen:
+                spec = self.playbook.obligation(oid)
+                if spec is not None:
+                    fresh[oid] = _opt_time(deadline(spec, discovered_at=discovered, handling_ended_at=ended))
+            inc.set_obligation_deadlines(fresh, by=by, at=at)
+        # Obligations that no longer apply (the grade went down) are waived, with the reason.
         for oid, ob in list(inc.obligations.items()):
             if ob["status"] == "open" and oid not in still:
                 inc.waive_obligation(
@@ -461,6 +475,7 @@ class IncidentService:
                     by=by,
                     at=at,
                     reason=f"no longer applies at grade {level} ({self.playbook.grade(level).name_en})",
+                    automatic=True,
                 )
 
     # ------------------------------------------------------------------ commands
@@ -808,6 +823,15 @@ def _opt_time(dt: datetime | None) -> str | None:
     return None if dt is None else rfc3339(dt)
 
 
+def _window_time(alert: Mapping[str, Any]) -> datetime:
+    """When what the alert is about happened (event time), for correlating alerts."""
+    for key in ("window_start", "window_end", "detected_at"):
+        value = alert.get(key)
+        if value:
+            return parse_time(str(value))
+    return datetime.now(UTC)
+
+
 def _alert_time(alert: Mapping[str, Any]) -> datetime:
     for key in ("detected_at", "window_end", "window_start"):
         value = alert.get(key)
@@ -871,6 +895,8 @@ def _summary(kind: str, d: Mapping[str, Any]) -> str:
         return f"obligation {d.get('obligation_id')} met at {d.get('at')} — {d.get('how')}" + (
             f" (ref {d['reference']})" if d.get("reference") else ""
         )
+    if kind == "ObligationsReopened":
+        return f"obligations reopened: {', '.join(d.get('obligation_ids', []))} — {d.get('reason')}"
     if kind == "ObligationWaived":
         return f"obligation {d.get('obligation_id')} waived — {d.get('reason')}"
     if kind in ("MeasureRecorded", "UpdateRecorded"):

@@ -101,10 +101,10 @@ class Incident(Aggregate):
     # ------------------------------------------------------------------ alerts and evidence
     def attach_alerts(self, alerts: list[dict[str, Any]], *, by: str, at: str) -> list[str]:
         """Attach alerts not attached yet; returns the ids attached (empty: nothing recorded)."""
-        self._require_active("attach alerts")
         known = {a["alert_id"] for a in self.alerts}
         new = [a for a in alerts if a["alert_id"] not in known]
         if new:
+            self._require_active("attach alerts")
             self._alerts_attached(alerts=new, by=by, at=at)
         return [a["alert_id"] for a in new]
 
@@ -301,18 +301,32 @@ class Incident(Aggregate):
         ob = self.obligations[obligation_id]
         ob.update(status="met", met_at=at, met_by=by, how=how, reference=reference)
 
-    def waive_obligation(self, obligation_id: str, *, by: str, at: str, reason: str) -> None:
+    def waive_obligation(self, obligation_id: str, *, by: str, at: str, reason: str, automatic: bool = False) -> None:
+        """Waive with a reason; ``automatic`` marks a waiver because the grade went down (it
+        reopens if the grade goes back up)."""
         self._require_active("waive obligations")
         self._require_by(by)
         self._require_reason(reason, f"waiving obligation {obligation_id!r}")
         ob = self._obligation(obligation_id)
         if ob["status"] != "open":
             raise Refused(f"obligation {obligation_id!r} is already {ob['status']}")
-        self._obligation_waived(obligation_id=obligation_id, by=by, at=at, reason=reason)
+        self._obligation_waived(obligation_id=obligation_id, by=by, at=at, reason=reason, automatic=automatic)
 
     @event("ObligationWaived")
-    def _obligation_waived(self, obligation_id: str, by: str, at: str, reason: str) -> None:
-        self.obligations[obligation_id].update(status="waived", waived_reason=reason, met_by=by, met_at=at)
+    def _obligation_waived(self, obligation_id: str, by: str, at: str, reason: str, automatic: bool = False) -> None:
+        self.obligations[obligation_id].update(
+            status="waived", waived_reason=reason, met_by=by, met_at=at, auto_waived=automatic
+        )
+
+    def reopen_obligations(self, obligation_ids: list[str], *, by: str, at: str, reason: str) -> None:
+        ids = [o for o in obligation_ids if self.obligations.get(o, {}).get("auto_waived")]
+        if ids and self.status != "closed":
+            self._obligations_reopened(obligation_ids=ids, by=by, at=at, reason=reason)
+
+    @event("ObligationsReopened")
+    def _obligations_reopened(self, obligation_ids: list[str], by: str, at: str, reason: str) -> None:
+        for oid in obligation_ids:
+            self.obligations[oid].update(status="open", waived_reason=None, met_by=None, met_at=None, auto_waived=False)
 
     def _obligation(self, obligation_id: str) -> dict[str, Any]:
         if obligation_id not in self.obligations:
@@ -346,6 +360,7 @@ class Incident(Aggregate):
         self.updates.append({"at": at, "by": by, "text": text})
 
     def issue_document(self, kind: str, *, by: str, at: str, files: list[str], digest: str) -> None:
+        self._require_active("issue documents")
         self._require_by(by)
         self._document_issued(kind=kind, by=by, at=at, files=files, digest=digest)
 
@@ -386,6 +401,7 @@ class Incident(Aggregate):
 
     def record_notice_batch(self, batch: dict[str, Any], *, by: str, at: str) -> None:
         """Record a notice batch's state (started, interrupted, finished) with its counts."""
+        self._require_active("send notices")
         if self.notices["approved"] is None and batch.get("state") == "started":
             raise Refused(f"{self.ref}: notices must be approved before sending (trail incidents notify --approve)")
         self._notice_batch_recorded(batch=batch, by=by, at=at)

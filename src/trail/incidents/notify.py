@@ -16,6 +16,7 @@ with the batch as proof.
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import sys
 import threading
@@ -194,14 +195,23 @@ def _renderer(ctx: Mapping[str, Any]) -> Any:
         if lang not in cache:
             org = ctx["org"]["name"] if lang == "zh" else ctx["org"].get("name_en") or ctx["org"]["name"]
             cache[lang] = RenderedNotice(
-                subject=f"{org}: {subjects[lang]} ({ctx['incident']['ref']})",
-                body_text=render("individual_notice", ctx, lang=lang, fmt="md"),
+                subject=f"{org}: {subjects[lang]}",
+                body_text=markdown_to_text(render("individual_notice", ctx, lang=lang, fmt="md")),
                 body_html=render("individual_notice", ctx, lang=lang, fmt="html"),
                 language=lang,
             )
         return cache[lang]
 
     return render_for
+
+
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~<])")
+
+
+def markdown_to_text(md: str) -> str:
+    """The notice's Markdown as plain text for the e-mail's text part (no escapes, no bold marks)."""
+    text = md.replace("**", "").replace("<br>", "\n")
+    return _MD_ESCAPE.sub(r"\1", text)
 
 
 def _audit_client(settings: Settings, backend: Any) -> Any:

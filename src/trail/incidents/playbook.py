@@ -77,6 +77,19 @@ class PlaybookError(TrailError):
     """A playbook file is invalid; the message starts with ``file:line:``."""
 
 
+def as_bool(value: Any) -> bool | None:
+    """A yes/no fact: real booleans, or the words true/false/yes/no/1/0; anything else is unknown."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "yes", "1", "y"):
+            return True
+        if word in ("false", "no", "0", "n"):
+            return False
+    return None
+
+
 def level_rank(level: str) -> int:
     """0 for I (most severe) ... 3 for IV."""
     return LEVELS.index(level)
@@ -105,7 +118,8 @@ class Criterion:
             return None
         actual = facts[self.fact]
         if GRADING_FACTS[self.fact] == "bool":
-            return bool(actual) == bool(self.value)
+            flag = as_bool(actual)
+            return None if flag is None else flag == bool(self.value)
         try:
             number = float(actual)
         except (TypeError, ValueError):
@@ -181,7 +195,7 @@ class Obligation:
             return False
         if self.jurisdiction != "national" and self.jurisdiction not in jurisdictions:
             return False
-        return not (self.when_fact and not facts.get(self.when_fact))
+        return not (self.when_fact and as_bool(facts.get(self.when_fact)) is not True)
 
 
 @dataclass(frozen=True)
@@ -438,7 +452,11 @@ class _Node:
         if not isinstance(self.node, yaml.ScalarNode):
             raise self.fail(f"must be a single value, got {_kind(self.node)}")
         loader = yaml.SafeLoader("")
-        return loader.construct_object(self.node, deep=True)
+        try:
+            return loader.construct_object(self.node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise self.fail(f"not a valid value ({problem})") from None
 
     # -- typed values
     def text(self, *, empty: bool = False) -> str:
@@ -594,6 +612,7 @@ def _build(root: _Node, source: str, digest: str) -> Playbook:
 
     grades: list[Grade] = []
     seen_levels: set[str] = set()
+    criteria_nodes: dict[str, _Node] = {}
     for g in top["grades"].sequence():
         gm = g.mapping(allowed=("level", "name_zh", "name_en", "colour", "criteria"))
         _required(gm, g, "level", "criteria")
@@ -601,6 +620,7 @@ def _build(root: _Node, source: str, digest: str) -> Playbook:
         if level in seen_levels:
             raise gm["level"].fail(f"grade {level} is defined twice")
         seen_levels.add(level)
+        criteria_nodes[level] = gm["criteria"]
         zh, en, colour = GRADE_NAMES[level]
         grades.append(
             Grade(
@@ -616,7 +636,7 @@ def _build(root: _Node, source: str, digest: str) -> Playbook:
         raise top["grades"].fail(f"every grade I-IV needs an entry (missing {', '.join(missing)})")
     grades.sort(key=lambda gr: level_rank(gr.level))
     if grades[-1].criteria:
-        raise top["grades"].fail("grade IV is the default (everything below III): give it `criteria: []`")
+        raise criteria_nodes["IV"].fail("grade IV is the default (everything below III): give it `criteria: []`")
 
     overlays: list[Overlay] = []
     for ov in top["overlays"].sequence() if "overlays" in top else []:
@@ -749,7 +769,10 @@ def _build(root: _Node, source: str, digest: str) -> Playbook:
     drills = Drills(every_months=12, last=None)
     if "drills" in top:
         dm = top["drills"].mapping(allowed=("every_months", "last"))
-        every = int(dm["every_months"].number(minimum=1)) if "every_months" in dm else 12
+        every_f = dm["every_months"].number(minimum=1) if "every_months" in dm else 12.0
+        if not float(every_f).is_integer():
+            raise dm["every_months"].fail("must be a whole number of months")
+        every = int(every_f)
         if every > 12:
             raise dm["every_months"].fail(
                 "drills are due at least once a year (GB/T 35273 §10.1, verify): use 12 or fewer months"
