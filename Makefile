@@ -21,7 +21,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests consumers load_tests
+	$(BIN)/ruff check src tests consumers load_tests examples
 	$(BIN)/mypy
 
 bench: $(STAMP)

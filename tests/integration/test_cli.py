@@ -201,7 +201,9 @@ def test_demo_runs_green_from_a_fresh_directory(tmp_path):
     out = res.stdout.decode()
     assert res.returncode == 0, out + res.stderr.decode()[-2000:]
     assert "read back from the store: 4000 events" in out
-    assert "bulk export: 50000 records" in out
+    assert "bulk export: 50000 records about 2000 customers" in out
+    assert "bulk_export by E2042; graded IV" in out and "regulator initial report (zh, en)" in out
+    assert "2000 sent to the outbox" in out
     assert "no gaps" in out
     assert "bulk_export actor E2042 at 03:00 local" in out
     assert "trail verify: intact" in out and "inclusion proof of the bulk export" in out and ": checks" in out
