@@ -636,6 +636,9 @@ class IncidentService:
             )
             if "cause" not in inc.facts or inc.facts["cause"]["value"] != cause:
                 inc.record_fact("cause", cause, source="post-incident review", by=by, at=self.now())
+            for oid, ob in inc.obligations.items():
+                if ob["kind"] == "post_incident_review" and ob["status"] == "open":
+                    inc.meet_obligation(oid, by=by, at=self.now(), how="post-incident review recorded on the incident")
             return inc
 
         result: Incident = self._command(ref, act, expected_version=expected_version)
