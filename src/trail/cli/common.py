@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from trail.config import Settings, load_settings
 from trail.errors import ConfigError, TrailError, UsageError, ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +31,17 @@ def data_dir_option(fn: F) -> F:
         help="Data directory (default: $TRAIL_DATA_DIR, else ./.trail).",
         expose_value=True,
     )(fn)
+
+
+def settings_for(ctx: click.Context, data_dir: Path | None) -> Settings:
+    """The settings of this invocation; a command's own ``--data-dir`` wins over the group's."""
+    if data_dir is not None or not isinstance(ctx.obj, Settings):
+        try:
+            ctx.obj = load_settings(data_dir=data_dir)
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+    settings: Settings = ctx.obj
+    return settings
 
 
 class TrailGroup(click.Group):

@@ -13,19 +13,17 @@ with the reviewer as actor (MIIT Art. 13(3)).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from trail.cli.common import FORMATS, TrailGroup, data_dir_option, emit_rows
-from trail.config import Settings, load_settings
+from trail.cli.common import FORMATS, TrailGroup, data_dir_option, emit_rows, settings_for
+from trail.config import Settings
 from trail.detect.alerts import STATUSES, Alert
 from trail.detect.review import Alerts, SplitAlerts, StoreAlerts, TopicAlerts, get_alert, list_alerts, review_alert
 from trail.detect.rules import RULE_NAMES, SEVERITIES, load_rules, rules_from_settings
-from trail.errors import ConfigError
 from trail.events.model import parse_timestamp
 from trail.sdk.client import Client
 
@@ -33,14 +31,7 @@ LIST_COLUMNS = ["alert_id", "rule", "severity", "actor", "window_start", "window
 
 
 def _settings(ctx: click.Context, data_dir: Path | None) -> Settings:
-    if data_dir is not None or not isinstance(ctx.obj, Settings):
-        try:
-            ctx.obj = load_settings(data_dir=data_dir)
-        except ConfigError as exc:
-            click.echo(f"trail: error: {exc}", err=True)
-            sys.exit(2)
-    settings: Settings = ctx.obj
-    return settings
+    return settings_for(ctx, data_dir)
 
 
 def _open(settings: Settings, *, review: bool) -> tuple[Alerts, Client | None, Callable[[], None]]:

@@ -19,9 +19,10 @@ from typing import Any
 
 import click
 
-from trail.cli.common import TrailGroup, data_dir_option, emit_rows
-from trail.config import Settings, load_settings
-from trail.errors import ConfigError, UsageError
+from trail.cli.common import TrailGroup, data_dir_option, emit_rows, settings_for
+from trail.config import Settings
+from trail.errors import UsageError
+from trail.incidents.playbook import TEMPLATES
 
 FORMATS = click.Choice(["table", "json"])
 LIST_COLUMNS = [
@@ -39,14 +40,7 @@ OBLIGATION_COLUMNS = ["id", "recipient_en", "basis", "due_at", "state", "time_le
 
 
 def _settings(ctx: click.Context, data_dir: Path | None) -> Settings:
-    if data_dir is not None or not isinstance(ctx.obj, Settings):
-        try:
-            ctx.obj = load_settings(data_dir=data_dir)
-        except ConfigError as exc:
-            click.echo(f"trail: error: {exc}", err=True)
-            sys.exit(2)
-    settings: Settings = ctx.obj
-    return settings
+    return settings_for(ctx, data_dir)
 
 
 @contextmanager
@@ -261,177 +255,134 @@ def open_cmd(
     _print_incident(view, fmt)
 
 
-@incidents_group.command("fact")
-@data_dir_option
-@click.argument("ref")
-@click.argument("name")
-@click.argument("value")
-@click.option("--source", required=True, help="Where the fact comes from (report, ticket, forensics).")
-@_by_option
-@click.option("--reason", default=None)
-@_version_option
-@_format_option
-@click.pass_context
-def fact_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+def _change(name: str, *extra: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Any]:
+    """A responder's command on one incident: REF, the command's own options, --by,
+    --if-version and --format, then one call through the backend."""
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        def run(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+            _run(ctx, data_dir, name, ref, fmt, **fn(**args))
+
+        run.__doc__ = fn.__doc__
+        decorators: tuple[Callable[[Any], Any], ...] = (
+            incidents_group.command(name),
+            data_dir_option,
+            click.argument("ref"),
+            *extra,
+            _by_option,
+            _version_option,
+            _format_option,
+            click.pass_context,
+        )
+        cmd: Any = run
+        for dec in reversed(decorators):
+            cmd = dec(cmd)
+        return cmd
+
+    return wrap
+
+
+@_change(
+    "fact",
+    click.argument("name"),
+    click.argument("value"),
+    click.option("--source", required=True, help="Where the fact comes from (report, ticket, forensics)."),
+    click.option("--reason", default=None),
+)
+def fact_cmd(**args: Any) -> dict[str, Any]:
     """Record a fact (people_affected, cii_involved, direct_loss_cny, cause, ...); the grade follows."""
-    _run(ctx, data_dir, "fact", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("grade")
-@data_dir_option
-@click.argument("ref")
-@click.argument("level", required=False, type=click.Choice(["I", "II", "III", "IV"]))
-@click.option("--computed", is_flag=True, help="Drop an override and return to the computed grade.")
-@_by_option
-@click.option("--reason", default=None, help="Why the grade is overridden (required with LEVEL).")
-@_version_option
-@_format_option
-@click.pass_context
-def grade_cmd(
-    ctx: click.Context, /, data_dir: Path | None, ref: str, level: str | None, computed: bool, fmt: str, **args: Any
-) -> None:
+@_change(
+    "grade",
+    click.argument("level", required=False, type=click.Choice(["I", "II", "III", "IV"])),
+    click.option("--computed", is_flag=True, help="Drop an override and return to the computed grade."),
+    click.option("--reason", default=None, help="Why the grade is overridden (required with LEVEL)."),
+)
+def grade_cmd(level: str | None, computed: bool, **args: Any) -> dict[str, Any]:
     """Override the computed grade with a reason, or return to it with --computed."""
     if bool(level) == computed:
         raise UsageError("give a LEVEL to override the grade, or --computed to return to the computed one")
-    _run(ctx, data_dir, "grade", ref, fmt, level=level or "", **args)
+    return {"level": level or "", **args}
 
 
-@incidents_group.command("step")
-@data_dir_option
-@click.argument("ref")
-@click.argument("step")
-@click.argument("action", type=click.Choice(["start", "complete", "skip"]))
-@_by_option
-@click.option("--note", default=None)
-@_version_option
-@_format_option
-@click.pass_context
-def step_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change(
+    "step",
+    click.argument("step"),
+    click.argument("action", type=click.Choice(["start", "complete", "skip"])),
+    click.option("--note", default=None),
+)
+def step_cmd(**args: Any) -> dict[str, Any]:
     """Start, complete or skip (with --note as reason) a step of the plan."""
-    _run(ctx, data_dir, "step", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("meet")
-@data_dir_option
-@click.argument("ref")
-@click.argument("obligation")
-@_by_option
-@click.option("--how", required=True, help="How it was met: channel, office, form (kept as proof).")
-@click.option("--reference", default=None, help="The receipt or case number the recipient gave.")
-@click.option("--at", default=None, help="When it was met (RFC 3339); default now.")
-@_version_option
-@_format_option
-@click.pass_context
-def meet_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change(
+    "meet",
+    click.argument("obligation"),
+    click.option("--how", required=True, help="How it was met: channel, office, form (kept as proof)."),
+    click.option("--reference", default=None, help="The receipt or case number the recipient gave."),
+    click.option("--at", default=None, help="When it was met (RFC 3339); default now."),
+)
+def meet_cmd(**args: Any) -> dict[str, Any]:
     """Record that an obligation (a report, a notice) was met: when and how."""
-    _run(ctx, data_dir, "meet", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("waive")
-@data_dir_option
-@click.argument("ref")
-@click.argument("obligation")
-@_by_option
-@click.option("--reason", required=True)
-@_version_option
-@_format_option
-@click.pass_context
-def waive_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("waive", click.argument("obligation"), click.option("--reason", required=True))
+def waive_cmd(**args: Any) -> dict[str, Any]:
     """Waive an obligation that does not apply, with the reason (kept on the record)."""
-    _run(ctx, data_dir, "waive", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("measure")
-@data_dir_option
-@click.argument("ref")
-@click.argument("text")
-@_by_option
-@_version_option
-@_format_option
-@click.pass_context
-def measure_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("measure", click.argument("text"))
+def measure_cmd(**args: Any) -> dict[str, Any]:
     """Record a containment or remedial measure taken."""
-    _run(ctx, data_dir, "measure", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("update")
-@data_dir_option
-@click.argument("ref")
-@click.argument("text")
-@_by_option
-@_version_option
-@_format_option
-@click.pass_context
-def update_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("update", click.argument("text"))
+def update_cmd(**args: Any) -> dict[str, Any]:
     """Record a significant development (for follow-up reports)."""
-    _run(ctx, data_dir, "update", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("evidence")
-@data_dir_option
-@click.argument("ref")
-@_by_option
-@_format_option
-@click.pass_context
-def evidence_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("evidence")
+def evidence_cmd(**args: Any) -> dict[str, Any]:
     """Recompute the evidence from the store (events that arrived late); the grade follows."""
-    _run(ctx, data_dir, "evidence", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("contain")
-@data_dir_option
-@click.argument("ref")
-@_by_option
-@click.option("--note", default=None, help="What stopped it.")
-@_version_option
-@_format_option
-@click.pass_context
-def contain_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("contain", click.option("--note", default=None, help="What stopped it."))
+def contain_cmd(**args: Any) -> dict[str, Any]:
     """The leak is stopped."""
-    _run(ctx, data_dir, "contain", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("resolve")
-@data_dir_option
-@click.argument("ref")
-@_by_option
-@click.option("--note", default=None)
-@_version_option
-@_format_option
-@click.pass_context
-def resolve_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("resolve", click.option("--note", default=None))
+def resolve_cmd(**args: Any) -> dict[str, Any]:
     """Handling has ended: the clocks of the closing summary and review start now."""
-    _run(ctx, data_dir, "resolve", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("review")
-@data_dir_option
-@click.argument("ref")
-@_by_option
-@click.option("--cause", required=True)
-@click.option("--responsibility", required=True)
-@click.option("--countermeasures", required=True)
-@click.option("--prevention", required=True)
-@click.option("--lessons", default="")
-@_version_option
-@_format_option
-@click.pass_context
-def review_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change(
+    "review",
+    click.option("--cause", required=True),
+    click.option("--responsibility", required=True),
+    click.option("--countermeasures", required=True),
+    click.option("--prevention", required=True),
+    click.option("--lessons", default=""),
+)
+def review_cmd(**args: Any) -> dict[str, Any]:
     """The post-incident review (Dalian 6.7.5.5, 8.1); required before closing grade III and above."""
-    _run(ctx, data_dir, "review", ref, fmt, **args)
+    return args
 
 
-@incidents_group.command("close")
-@data_dir_option
-@click.argument("ref")
-@_by_option
-@click.option("--reason", default=None)
-@_version_option
-@_format_option
-@click.pass_context
-def close_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, **args: Any) -> None:
+@_change("close", click.option("--reason", default=None))
+def close_cmd(**args: Any) -> dict[str, Any]:
     """Close: refused while obligations are open or a required review is missing."""
-    _run(ctx, data_dir, "close", ref, fmt, **args)
+    return args
 
 
 @incidents_group.command("report")
@@ -442,16 +393,7 @@ def close_cmd(ctx: click.Context, /, data_dir: Path | None, ref: str, fmt: str, 
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(
-        [
-            "initial_report",
-            "followup_report",
-            "closing_summary",
-            "individual_notice",
-            "public_announcement",
-            "post_incident_review",
-        ]
-    ),
+    type=click.Choice(list(TEMPLATES)),
     help="Which documents (repeatable; default: the initial report).",
 )
 @click.option("--lang", "langs", multiple=True, type=click.Choice(["zh", "en"]), help="Default: zh and en.")

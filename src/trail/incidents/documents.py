@@ -51,15 +51,10 @@ from markupsafe import Markup
 
 import trail
 from trail.errors import TrailError
+from trail.incidents.playbook import TEMPLATES
 
-DOCUMENT_KINDS: Final = (
-    "initial_report",
-    "followup_report",
-    "closing_summary",
-    "individual_notice",
-    "public_announcement",
-    "post_incident_review",
-)
+#: The incident documents (the kinds a playbook obligation may name as its template).
+DOCUMENT_KINDS: Final = TEMPLATES
 #: The graded emergency plan itself, rendered from the playbook context (``plan_ctx``).
 PLAN_KIND: Final = "emergency_plan"
 ALL_KINDS: Final = (*DOCUMENT_KINDS, PLAN_KIND)
