@@ -137,12 +137,12 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                     self._send(200, backend.retention(str(body.get("before", "")), str(body.get("reason", ""))))
                 else:
                     self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
-            except (ValidationError, UsageError, ValueError) as exc:
-                self._send(400, {"error": str(exc)})
+            except NotFound as exc:  # before UsageError, which it refines
+                self._send(404, {"error": str(exc)})
             except Conflict as exc:
                 self._send(409, {"error": str(exc)})
-            except NotFound as exc:
-                self._send(404, {"error": str(exc)})
+            except (ValidationError, UsageError, ValueError) as exc:
+                self._send(400, {"error": str(exc)})
             except StoreError as exc:
                 self._send(503, {"error": str(exc)})
             except TrailError as exc:

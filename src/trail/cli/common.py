@@ -50,6 +50,9 @@ class TrailGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a missing option, a bad choice: one line, like our own errors
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            _fail(exc.format_message() + hint, 2)
         except (ValidationError, ConfigError, UsageError) as exc:
             _fail(str(exc), 2)
         except TrailError as exc:

@@ -487,13 +487,14 @@ def playbook_group() -> None:
 
 
 @playbook_group.command("validate")
+@data_dir_option
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_context
-def validate_cmd(ctx: click.Context, files: tuple[Path, ...]) -> None:
+def validate_cmd(ctx: click.Context, data_dir: Path | None, files: tuple[Path, ...]) -> None:
     """Check playbook files (default: the one in force); errors name the file and line."""
     from trail.incidents.playbook import PlaybookError, load_playbook
 
-    settings = _settings(ctx, None)
+    settings = _settings(ctx, data_dir)
     paths: list[Path | None] = list(files) or [settings.playbook]
     bad = 0
     for p in paths:
@@ -515,16 +516,22 @@ def validate_cmd(ctx: click.Context, files: tuple[Path, ...]) -> None:
 
 
 @playbook_group.command("render")
+@data_dir_option
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @click.option("--playbook", "path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: stdout.")
 @click.pass_context
-def render_cmd(ctx: click.Context, fmt: str, lang: str, path: Path | None, out: Path | None) -> None:
-    """Write the graded emergency plan (Xiamen Art. 8(4) filing; Shenzhen Art. 85; PIPL Art. 51(5))."""
+def render_cmd(
+    ctx: click.Context, data_dir: Path | None, fmt: str, lang: str, path: Path | None, out: Path | None
+) -> None:
+    """Write the graded emergency plan (Xiamen Art. 8(4) filing; Shenzhen Art. 85; PIPL Art. 51(5)).
+
+    The drill schedule counts from the last drill recorded in the incident store (trail drill),
+    else from the playbook's drills.last."""
     from trail.incidents.notify import plan_document
 
-    settings = _settings(ctx, None)
+    settings = _settings(ctx, data_dir)
     text = plan_document(settings, path, lang=lang, fmt=fmt)
     if out is None:
         click.echo(text)

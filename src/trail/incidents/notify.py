@@ -100,22 +100,38 @@ def plan_document(settings: Settings, path: Path | None, *, lang: str, fmt: str)
     from trail.incidents.documents import render_plan
 
     playbook = load_playbook(path or settings.playbook)
-    return render_plan(plan_context(playbook, settings.timezone), lang=lang, fmt=fmt)
+    return render_plan(plan_context(playbook, settings.timezone, last_drill(settings)), lang=lang, fmt=fmt)
+
+
+def last_drill(settings: Settings) -> str | None:
+    """The date of the last drill recorded in the incident store (``trail drill``), if any."""
+    from trail.incidents.trigger import incident_service
+
+    if not settings.incident_store and not settings.incident_store_path.exists():
+        return None
+    service = incident_service(settings)
+    try:
+        drills = [r["discovered_at"] for r in service.summaries() if r["drill"]]
+    finally:
+        service.shutdown()
+    return max(drills)[:10] if drills else None
 
 
 def plan_context(playbook: Playbook, timezone: str, last_drill: str | None = None) -> dict[str, Any]:
-    last = last_drill or playbook.drills.last
+    """The plan's context; ``last_drill`` (a date) wins over the playbook's ``drills.last`` when later."""
+    import calendar
+
+    last = max(x for x in (last_drill, playbook.drills.last) if x) if (last_drill or playbook.drills.last) else None
     next_due = None
     if last:
         d = datetime.fromisoformat(last[:10])
         month = d.month - 1 + playbook.drills.every_months
-        next_due = d.replace(year=d.year + month // 12, month=month % 12 + 1, day=min(d.day, 28)).date().isoformat()
-    return {
-        "generated_at": _now(),
-        "timezone": timezone,
-        "org": playbook.org_dict(),
-        "playbook": playbook.to_plan_dict(next_due),
-    }
+        year, month = d.year + month // 12, month % 12 + 1
+        day = min(d.day, calendar.monthrange(year, month)[1])
+        next_due = d.replace(year=year, month=month, day=day).date().isoformat()
+    plan = playbook.to_plan_dict(next_due)
+    plan["drills"]["last"] = last
+    return {"generated_at": _now(), "timezone": timezone, "org": playbook.org_dict(), "playbook": plan}
 
 
 # --------------------------------------------------------------------------- notices
