@@ -159,9 +159,9 @@ class Settings:
         if self.incident_store and "@" in self.incident_store:
             scheme, rest = self.incident_store.split("://", 1)
             out["incident_store"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
-        if "@" in self.notice_channel:
-            scheme, _, rest = self.notice_channel.partition("://")
-            out["notice_channel"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
+        from trail.incidents.delivery import mask_spec
+
+        out["notice_channel"] = mask_spec(self.notice_channel)
         return out
 
 
