@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.persistence import PersistenceError
+
 from trail.detect.alerts import Alert
 from trail.errors import StoreError, TrailError, ValidationError
 from trail.incidents.application import IncidentService
@@ -98,6 +100,11 @@ class IncidentTrigger:
                 if not self.wants(alert):
                     self.stats.ignored += 1
                     continue
+                problem = _unusable(alert)
+                if problem:  # a poison alert must not block the ones behind it
+                    self.stats.malformed += 1
+                    log.warning("trigger.unusable_alert", alert=alert.alert_id, offset=rec.offset, reason=problem)
+                    continue
                 self._handle(alert)
                 handled += 1
             if records:
@@ -120,8 +127,8 @@ class IncidentTrigger:
                 break
             except StoreError as exc:  # the event store: evidence could not be computed yet
                 log.error("trigger.store_unavailable", error=str(exc), retry_in_s=round(delay, 2))
-            except TrailError as exc:
-                log.error("trigger.incident_store_failed", error=str(exc), retry_in_s=round(delay, 2))
+            except (TrailError, PersistenceError) as exc:  # the incident store (beyond its own retries)
+                log.error("trigger.incident_store_failed", error=_first_line(exc), retry_in_s=round(delay, 2))
             if self._stop.wait(delay):
                 raise TrailError("stopped while the incident store was failing; the alert will be redelivered")
             delay = min(delay * 2, self.cfg.backoff_max_s)
@@ -156,6 +163,30 @@ class IncidentTrigger:
             if time.monotonic() >= deadline or self._stop.wait(0.25):
                 log.warning("trigger.evidence_incomplete", alert=alert.alert_id, expected=len(ids))
                 return
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unusable(alert: Alert) -> str:
+    """Why an alert that decoded cannot be handled at all (retrying would never help), or ''."""
+    import uuid
+
+    from trail.incidents.application import parse_time
+
+    for name in ("window_start", "window_end"):
+        try:
+            parse_time(str(getattr(alert, name)), name)
+        except TrailError:
+            return f"{name} is not a time"
+    for i, ev in enumerate(alert.evidence):
+        try:
+            uuid.UUID(str(ev))
+        except ValueError:
+            return f"evidence[{i}] is not an event id"
+    return ""
 
 
 def trigger_config(settings: Any, bootstrap: str, **overrides: Any) -> TriggerConfig:
