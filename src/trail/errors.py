@@ -13,7 +13,13 @@ never a subject id or a personal data value.
     ├── TransportUnavailable      the broker could not take a batch (used for control flow)
     ├── StoreError                the store refused or could not be reached
     ├── BrokerError               the local broker could not be started
-    └── UsageError                bad command-line input (exit status 2)
+    ├── UsageError                bad command-line input (exit status 2)
+    │   ├── incidents.domain.Refused         an incident command broke a rule; nothing recorded
+    │   └── incidents.application.NotFound   no incident with this reference
+    ├── incidents.application.Conflict       the incident changed between reading and saving
+    ├── incidents.playbook.PlaybookError     a playbook is invalid (``file:line: key: reason``)
+    ├── incidents.documents.DocumentError    a document template failed or lost a required element
+    └── incidents.delivery.NoticeError       contact resolution, channels, the notice ledger
 """
 
 from __future__ import annotations
