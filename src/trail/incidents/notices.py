@@ -493,23 +493,25 @@ class NoticeLedger:
             batch_id: str | None = row[0] if row else None
             added = 0
             chunk: list[str] = []
+            # Everyone already planned, in progress or reached for this incident, read once: a
+            # query per chunk degrades to a scan per chunk while the new rows are unanalysed.
+            taken = {
+                r[0]
+                for r in cur.execute(
+                    self._b.sql(
+                        "SELECT d.subject_ref FROM {deliveries} d JOIN {batches} b ON b.batch_id = d.batch_id "
+                        "WHERE d.incident_id = ? AND ("
+                        "d.status IN ('pending', 'sending', 'sent', 'in_doubt') "
+                        "OR (d.status = 'failed' AND d.retryable = 1) OR b.channel = ?)"
+                    ),
+                    (incident_id, channel),
+                ).fetchall()
+            }
 
             def flush() -> None:
                 nonlocal batch_id, added
-                marks = ",".join("?" * len(chunk))
-                taken = {
-                    r[0]
-                    for r in cur.execute(
-                        self._b.sql(
-                            "SELECT d.subject_ref FROM {deliveries} d JOIN {batches} b ON b.batch_id = d.batch_id "
-                            f"WHERE d.incident_id = ? AND d.subject_ref IN ({marks}) AND ("
-                            "d.status IN ('pending', 'sending', 'sent', 'in_doubt') "
-                            "OR (d.status = 'failed' AND d.retryable = 1) OR b.channel = ?)"
-                        ),
-                        (incident_id, *chunk, channel),
-                    ).fetchall()
-                }
                 new = [r for r in dict.fromkeys(chunk) if r not in taken]
+                taken.update(new)
                 chunk.clear()
                 if not new:
                     return
