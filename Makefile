@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify bench-detect clean
+.PHONY: venv demo test lint bench bench-verify bench-detect bench-notices clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-verify: $(STAMP)
 
 bench-detect: $(STAMP)
 	$(BIN)/python load_tests/bench_detect.py --scale 0.5 --out load_tests/results/detection.json
+
+bench-notices: $(STAMP)
+	$(BIN)/python load_tests/bench_notices.py --subjects 100000 --out load_tests/results/notices.json
 
 clean:
 	rm -rf $(VENV) .trail .pytest_cache
