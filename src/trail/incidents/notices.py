@@ -310,7 +310,8 @@ class _PostgresBackend(_Backend):
         self.deliveries = f"{schema}.notice_deliveries"
         self._psycopg = psycopg
         try:
-            self._conn = psycopg.connect(conninfo, autocommit=True)
+            # No server-side prepared plans: a plan chosen while the table was empty stays bad.
+            self._conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
         except psycopg.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LedgerError(f"cannot open the notice ledger in PostgreSQL: {first}") from None
