@@ -85,6 +85,8 @@ def live(broker: Any, chdb_path: Path, tmp_path_factory: pytest.TempPathFactory)
         assert c.close(timeout=30)
     try:
         wait_for(lambda: handle.detector.stats.processed >= len(events), 60, what="detector consumed the scenario")
+        # Publishing follows processing: wait for every expected finding, not for what is out so far.
+        wait_for(lambda: handle.detector.stats.published >= len(incidents()), 30, what="alerts published")
         n = handle.detector.stats.published
         wait_for(lambda: handle.alert_sink.stats.stored >= n, 30, what="alerts stored")
         alerts = published(broker.bootstrap, names["alerts"], n)
