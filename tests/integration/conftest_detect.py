@@ -11,7 +11,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.conftest import read_topic
 from trail.config import Settings
@@ -208,33 +208,45 @@ def kafka_client(tmp: Path, bootstrap: str, topic: str, service: str) -> Client:
     )
 
 
-class DetectorThread:
-    """A real Detector in a thread of the test process (sharing its chDB session)."""
+class WorkerThread:
+    """A real consumer (detector, incident trigger, ...) in a thread of the test process, sharing
+    its chDB session; anything with ``run()``, ``stop()`` and a ``ready`` event."""
 
-    def __init__(self, detector: Detector) -> None:
-        self.detector = detector
+    name = "worker"
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
-            self.detector.run()
+            self.worker.run()
         except BaseException as exc:  # noqa: BLE001  # surfaced to the test through .error
             self.error = exc
 
-    def start(self) -> DetectorThread:
+    def start(self) -> Self:
         self.thread.start()
         for _ in range(300):
-            if self.detector.ready.wait(0.1) or self.error is not None:
+            if self.worker.ready.wait(0.1) or self.error is not None:
                 break
-        assert self.error is None, f"detector failed to start: {self.error!r}"
-        assert self.detector.ready.is_set(), "detector did not start"
+        assert self.error is None, f"{self.name} failed to start: {self.error!r}"
+        assert self.worker.ready.is_set(), f"{self.name} did not start"
         return self
 
     def stop(self) -> None:
-        self.detector.stop()
+        self.worker.stop()
         self.thread.join(30)
-        assert not self.thread.is_alive(), "detector did not stop"
+        assert not self.thread.is_alive(), f"{self.name} did not stop"
+
+
+class DetectorThread(WorkerThread):
+    name = "detector"
+
+    @property
+    def detector(self) -> Detector:
+        detector: Detector = self.worker
+        return detector
 
 
 def make_detector(

@@ -22,6 +22,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.conftest import committed, wait_for
+from tests.integration.conftest_detect import WorkerThread
 from trail.detect.alerts import Alert, alert_id_for, rfc3339
 from trail.errors import ConfigError
 from trail.incidents.application import IncidentService
@@ -198,32 +199,19 @@ class Producer:
         self.p.close(timeout=5)
 
 
-class TriggerThread:
+class TriggerThread(WorkerThread):
     """A real IncidentTrigger in a thread of the test process (sharing its chDB session)."""
 
-    def __init__(self, trigger: IncidentTrigger) -> None:
-        self.trigger = trigger
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    name = "trigger"
 
-    def _run(self) -> None:
-        try:
-            self.trigger.run()
-        except BaseException as exc:  # noqa: BLE001  # surfaced to the test through .error
-            self.error = exc
+    @property
+    def trigger(self) -> IncidentTrigger:
+        trigger: IncidentTrigger = self.worker
+        return trigger
 
     @property
     def stats(self) -> Any:
         return self.trigger.stats
-
-    def start(self) -> TriggerThread:
-        self.thread.start()
-        for _ in range(300):
-            if self.trigger.ready.wait(0.1) or self.error is not None:
-                break
-        assert self.error is None, f"trigger failed to start: {self.error!r}"
-        assert self.trigger.ready.is_set(), "trigger did not start"
-        return self
 
     def wait_seen(self, n: int, timeout: float = 20.0) -> None:
         wait_for(
@@ -246,11 +234,6 @@ class TriggerThread:
         )
         assert self.error is None, f"the trigger died: {self.error!r}"
         assert (self.stats.opened, self.stats.attached) == (opened, attached), self.stats
-
-    def stop(self) -> None:
-        self.trigger.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "trigger did not stop"
 
 
 @pytest.fixture()
