@@ -134,10 +134,9 @@ def _run_role(settings: Any, role: str) -> int:
 
     Exit status: 0 clean stop; 2 bad configuration; 3 the store or broker failed.
     """
-    import signal
-
     from trail.errors import ConfigError, StoreError
     from trail.local.stack import resolve_bootstrap
+    from trail.roles import run_until_signal
     from trail.storage.store import open_store
 
     try:
@@ -153,20 +152,7 @@ def _run_role(settings: Any, role: str) -> int:
     else:
         worker = AlertSink(alert_sink_config(settings, bootstrap), store)
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info(f"{role}.signal", signal=signal.Signals(signum).name)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        worker.run()
-        return 0
-    except (StoreError, TrailError) as exc:
-        log.error(f"{role}.failed", reason=str(exc))
-        return 3
-    finally:
-        store.close()
+    return run_until_signal(worker, role, log, errors=(((StoreError, TrailError), 3, "failed"),), cleanup=store.close)
 
 
 def run_detector(settings: Any) -> int:

@@ -219,11 +219,10 @@ def run_trigger(settings: Any) -> int:
 
     Exit status: 0 clean stop; 2 bad configuration (playbook, incident store); 3 failures.
     """
-    import signal
-
     from trail.errors import ConfigError
     from trail.incidents.playbook import PlaybookError
     from trail.local.stack import resolve_bootstrap
+    from trail.roles import run_until_signal
     from trail.storage.store import open_store
 
     try:
@@ -235,18 +234,8 @@ def run_trigger(settings: Any) -> int:
         return 2
     trigger = IncidentTrigger(trigger_config(settings, bootstrap), service, store)
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("trigger.signal", signal=signal.Signals(signum).name)
-        trigger.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        trigger.run()
-        return 0
-    except TrailError as exc:
-        log.error("trigger.failed", reason=str(exc))
-        return 3
-    finally:
+    def cleanup() -> None:
         service.shutdown()
         store.close()
+
+    return run_until_signal(trigger, "trigger", log, errors=((TrailError, 3, "failed"),), cleanup=cleanup)

@@ -6,7 +6,6 @@ SIGTERM and SIGINT ask the loop to flush the partial batch, commit and exit 0. A
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 from trail.config import Settings
@@ -14,6 +13,7 @@ from trail.errors import StoreError
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
 from trail.local.stack import resolve_bootstrap
 from trail.logging import get_logger
+from trail.roles import run_until_signal
 from trail.storage.store import open_store
 
 log = get_logger("trail.sink")
@@ -40,21 +40,10 @@ def build_sink(settings: Settings, **overrides: Any) -> Sink:
 
 def run_sink(settings: Settings) -> int:
     sink = build_sink(settings)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("sink.signal", signal=signal.Signals(signum).name)
-        sink.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        sink.run()
-        return 0
-    except SinkHalted as exc:
-        log.error("sink.halted", reason=str(exc))
-        return 4
-    except StoreError as exc:
-        log.error("sink.store_failed", reason=str(exc))
-        return 3
-    finally:
-        sink.store.close()
+    return run_until_signal(
+        sink,
+        "sink",
+        log,
+        errors=((SinkHalted, 4, "halted"), (StoreError, 3, "store_failed")),
+        cleanup=sink.store.close,
+    )
