@@ -23,6 +23,7 @@ from kafka import KafkaProducer
 
 from tests.conftest import committed, wait_for
 from tests.integration.conftest_detect import WorkerThread
+from tests.integration.conftest_detect import ev as detect_ev
 from trail.detect.alerts import Alert, alert_id_for, rfc3339
 from trail.errors import ConfigError
 from trail.incidents.application import IncidentService
@@ -54,20 +55,8 @@ def subjects(prefix: str, start: int, n: int) -> list[str]:
 
 
 def ev(actor: str, when: datetime, **over: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "event_id": str(uuid.uuid4()),
-        "occurred_at": ts(when),
-        "actor": {"kind": "staff", "id": actor, "role": "support", "department": "care"},
-        "action": "view",
-        "subject_ids": ["SUBJ-TEST-000001"],
-        "data_categories": ["name", "phone"],
-        "purpose": "answer support ticket",
-        "legal_basis": "contract",
-        "target": {"system": "crm", "dataset": "customers"},
-        "location": {"site": "test-site", "region": "CN-GD"},
-    }
-    base.update(over)
-    return base
+    """The detection tests' event (a support view by default) at ``when``."""
+    return detect_ev(actor, ts(when), **over)
 
 
 class Scenario:
