@@ -173,7 +173,7 @@ def _alerts(stack: LocalStack, echo: Any, timeout: float = 30.0) -> bool:
     return any(a.rule == "bulk_export" and a.actor == "E2042" for a in alerts)
 
 
-def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 60.0) -> bool:
+def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 60.0) -> tuple[bool, int]:
     """The bulk-export alert opened an incident: grade, clocks, regulator report, notices."""
     import sys
 
@@ -195,7 +195,7 @@ def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 6
         found = export_incident()
     if found is None:
         echo("  no incident was opened from the bulk-export alert", err=True)
-        return False
+        return False, 0
     others = [r for r in incidents.summaries() if r["ref"] != found["ref"]]
     for r in others:
         echo(f"  incident {r['ref']} opened from alerts: {r['title']} (grade {r['grade']})")
@@ -233,7 +233,8 @@ def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 6
     met = [o["id"] for o in after["obligations"] if o["status"] == "met"]
     echo(f"    obligations met so far: {', '.join(met) or 'none'}; timeline: trail incidents timeline {ref}")
     # The example resolver knows no contact for refs starting 0000 (to show failures): those fail.
-    return bool(files) and result["sent"] > 0 and result["sent"] + result["failed"] == drafted["subjects"]
+    ok = bool(files) and result["sent"] > 0 and result["sent"] + result["failed"] == drafted["subjects"]
+    return ok, int(result["audit_events"])
 
 
 def incident_dir_text(settings: Settings, ref: str) -> str:
@@ -339,7 +340,9 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         for g in gaps:
             echo(f"    {g.producer_id}: seq {g.first_missing}..{g.last_missing} missing")
         alerted = _alerts(stack, echo)
-        breach_ok = _breach(stack, settings, echo)
+        breach_ok, audit_events = _breach(stack, settings, echo)
+        # The deliveries' audit events travel through the broker too: seal only once they are stored.
+        stack.wait_stored(plan["sent"] + audit_events, timeout=60)
         intact, proof_ok = _integrity(stack, settings, export[0]["event_id"] if export else "", echo)
     finally:
         stack.stop()

@@ -542,7 +542,10 @@ def test_a_batch_killed_mid_send_resumes_with_at_most_one_in_doubt(tmp_path: Pat
         parent_sent = {r.subject_ref for r in results.with_status("sent")}
         assert child_sent.isdisjoint(parent_sent)
         assert summary.in_doubt <= 1
-        assert summary.sent + summary.in_doubt == 2000 == len(child_sent | parent_sent) + summary.in_doubt
+        assert summary.sent + summary.in_doubt == 2000
+        # The kill can land between the ledger's "sent" commit and the child's report of it: the
+        # ledger is the record; the reports may miss that one person, and never show anyone twice.
+        assert 2000 - summary.in_doubt - 1 <= len(child_sent | parent_sent) <= 2000
         files = sorted((outbox / INCIDENT).glob("*.eml"))
         notice_ids = [f.name.split(".")[0] for f in files]
         assert len(notice_ids) == len(set(notice_ids))  # no one has two messages

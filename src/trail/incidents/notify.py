@@ -304,7 +304,11 @@ def send(
     client = _audit_client(settings, backend)
     categories = ["email"] if channel.name.startswith("smtp") or channel.name == "outbox" else ["phone"]
 
+    audit_events = 0
+
     def on_result(r: Any) -> None:
+        nonlocal audit_events
+        audit_events += 1
         client.record_pseudonymised(
             subject_refs=[r.subject_ref],
             actor={"kind": "staff", "id": by},
@@ -405,4 +409,9 @@ def send(
             },
         )
     log.info("notify.batch_done", incident=inc_ref, **{k: v for k, v in counts.items() if k != "channel"})
-    return {**counts, "interrupted": summary.interrupted, "elapsed_s": round(summary.elapsed, 2)}
+    return {
+        **counts,
+        "interrupted": summary.interrupted,
+        "elapsed_s": round(summary.elapsed, 2),
+        "audit_events": audit_events,
+    }
