@@ -1,8 +1,9 @@
-"""The exceptions trail raises.
+"""Every exception trail raises on purpose, in one module.
 
-Every error trail raises on purpose derives from :class:`TrailError`, so callers can catch
-one type. Messages carry what the user needs to act on (field, kind of value, limit) and
-never a subject id or a personal data value.
+All derive from :class:`TrailError`, so callers can catch one type. Messages carry what the
+user needs to act on (field, kind of value, limit) and never a subject id or a personal data
+value. Exit statuses and HTTP statuses are not properties of these classes: the command line
+(``trail.cli``) and the API (``trail.api``) map them.
 
     TrailError
     ├── ConfigError               a setting is missing or invalid (names the variable)
@@ -10,16 +11,14 @@ never a subject id or a personal data value.
     │   └── UnknownSchemaError    the event names a schema this version does not know
     ├── SpoolFullError            the SDK's on-disk spool reached its bound
     ├── ClientClosedError         record() after close()
-    ├── TransportUnavailable      the broker could not take a batch (used for control flow)
+    ├── TransportUnavailable      the broker could not take a batch (control flow in the SDK)
     ├── StoreError                the store refused or could not be reached
-    ├── BrokerError               the local broker could not be started
-    ├── UsageError                bad command-line input (exit status 2)
-    │   ├── incidents.domain.Refused         an incident command broke a rule; nothing recorded
-    │   └── incidents.application.NotFound   no incident with this reference
-    ├── incidents.application.Conflict       the incident changed between reading and saving
-    ├── incidents.playbook.PlaybookError     a playbook is invalid (``file:line: key: reason``)
-    ├── incidents.documents.DocumentError    a document template failed or lost a required element
-    └── incidents.delivery.NoticeError       contact resolution, channels, the notice ledger
+    ├── BrokerError               the local broker could not be started or reached
+    ├── UsageError                bad command-line or request input
+    ├── Refused                   an incident command broke a rule; nothing was recorded
+    ├── NotFound                  no incident (or other record) with this reference
+    ├── Conflict                  the record changed between reading and saving
+    └── PlaybookError             a playbook is invalid (``file:line: key: reason``)
 """
 
 from __future__ import annotations
@@ -75,4 +74,20 @@ class BrokerError(TrailError):
 
 
 class UsageError(TrailError):
-    """Bad command-line input; the CLI exits with status 2 and prints this one line."""
+    """Bad command-line or request input; the message is one line that says what to fix."""
+
+
+class Refused(TrailError):
+    """A command broke one of the rules of the record it addresses; nothing was recorded."""
+
+
+class NotFound(TrailError):
+    """No record (incident, alert, principal, ...) has this id or reference."""
+
+
+class Conflict(TrailError):
+    """The record changed between reading and saving; nothing of this command was saved."""
+
+
+class PlaybookError(TrailError):
+    """A playbook file is invalid; the message starts with ``file:line:``."""

@@ -33,9 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
-from trail.errors import StoreError, TrailError, UsageError, ValidationError
+from trail.errors import Conflict, NotFound, Refused, StoreError, TrailError, UsageError, ValidationError
 from trail.events.model import parse_timestamp
-from trail.incidents.application import Conflict, NotFound
 from trail.logging import get_logger
 from trail.service import QueryFilters
 
@@ -137,11 +136,11 @@ def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
                     self._send(200, backend.retention(str(body.get("before", "")), str(body.get("reason", ""))))
                 else:
                     self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
-            except NotFound as exc:  # before UsageError, which it refines
+            except NotFound as exc:
                 self._send(404, {"error": str(exc)})
             except Conflict as exc:
                 self._send(409, {"error": str(exc)})
-            except (ValidationError, UsageError, ValueError) as exc:
+            except (ValidationError, UsageError, Refused, ValueError) as exc:
                 self._send(400, {"error": str(exc)})
             except StoreError as exc:
                 self._send(503, {"error": str(exc)})

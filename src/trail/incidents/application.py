@@ -24,9 +24,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 
-from trail.errors import ConfigError, TrailError, UsageError
+from trail.errors import ConfigError, Refused, TrailError
+from trail.errors import Conflict as Conflict
+from trail.errors import NotFound as NotFound
 from trail.incidents import evidence as evidence_mod
-from trail.incidents.domain import Incident, Refused, incident_ref
+from trail.incidents.domain import Incident, incident_ref
 from trail.incidents.grading import clock_state, compute_grade, deadline, human_left
 from trail.incidents.playbook import LEVELS, Playbook, at_least, level_rank
 from trail.logging import get_logger
@@ -39,14 +41,6 @@ INCIDENT_NAMESPACE = uuid.UUID("3c1f7a2e-5b8d-4e61-9f0a-7d2c4b9e1a55")
 #: Alerts about the same actor within this many hours belong to one incident.
 CORRELATION_HOURS = 24.0
 SYSTEM_ACTOR = "trail-trigger"
-
-
-class Conflict(TrailError):
-    """The incident changed between reading and saving; nothing of this command was saved."""
-
-
-class NotFound(UsageError):
-    """No incident has this id or reference."""
 
 
 def rfc3339(dt: datetime) -> str:

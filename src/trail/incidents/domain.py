@@ -23,15 +23,11 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from trail.errors import UsageError
+from trail.errors import Refused as Refused
 
 STATUSES = ("open", "contained", "resolved", "closed")
 OBLIGATION_STATUSES = ("open", "met", "waived")
 STEP_STATUSES = ("pending", "started", "completed", "skipped")
-
-
-class Refused(UsageError):
-    """A command broke one of the incident's rules; nothing was recorded (exit status 2)."""
 
 
 def incident_ref(incident_id: uuid.UUID) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import yaml
 
-from trail.errors import TrailError
+from trail.errors import PlaybookError as PlaybookError
 
 #: Grades from most to least severe (2017 National Cybersecurity Incident Emergency Plan).
 LEVELS: Final = ("I", "II", "III", "IV")
@@ -71,10 +71,6 @@ TEMPLATES: Final = (
     "public_announcement",
     "post_incident_review",
 )
-
-
-class PlaybookError(TrailError):
-    """A playbook file is invalid; the message starts with ``file:line:``."""
 
 
 def as_bool(value: Any) -> bool | None:
