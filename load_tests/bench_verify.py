@@ -27,8 +27,9 @@ from trail.integrity import drill
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import generate
 from trail.integrity.sealer import Sealer
-from trail.integrity.verify import CANONICAL_SQL, Verifier
+from trail.integrity.verify import Verifier
 from trail.logging import configure
+from trail.storage.integrity import CANONICAL_SQL
 from trail.storage.store import Store
 
 COLUMNS = (

@@ -38,14 +38,17 @@ Everything is validated once, at start-up, with messages that name the variable.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from trail.errors import ConfigError
 
@@ -134,20 +137,6 @@ class Settings:
     def checkpoint_log_path(self) -> Path:
         return self.data_dir / "checkpoints.jsonl"
 
-    def signing_key(self) -> Any:
-        """The checkpoint signing key; in local mode a key pair is created on first use."""
-        from trail.integrity.keys import generate, load_signing_key, write_keypair
-
-        path = self.checkpoint_key_path
-        if not path.exists():
-            if self.mode == "production":
-                raise ConfigError(
-                    f"no checkpoint signing key at {path}: create one with `trail keys init` or set "
-                    "TRAIL_CHECKPOINT_KEY_FILE (or TRAIL_CHECKPOINT_SECONDS=0 on sinks that do not seal)"
-                )
-            write_keypair(path.parent, generate())
-        return load_signing_key(path)
-
     def masked(self) -> dict[str, Any]:
         """The effective values for display, secrets masked."""
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -159,9 +148,7 @@ class Settings:
         if self.incident_store and "@" in self.incident_store:
             scheme, rest = self.incident_store.split("://", 1)
             out["incident_store"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
-        from trail.incidents.delivery import mask_spec
-
-        out["notice_channel"] = mask_spec(self.notice_channel)
+        out["notice_channel"] = mask_url(self.notice_channel)
         return out
 
 
@@ -251,17 +238,13 @@ def _validate(s: Settings) -> None:
     if not 0 < s.sink_max_deadletter_ratio <= 1:
         raise ConfigError("TRAIL_SINK_MAX_DEADLETTER_RATIO: must be above 0 and at most 1")
     try:
-        from zoneinfo import ZoneInfo
-
         ZoneInfo(s.timezone)
     except (ValueError, KeyError, OSError):
         raise ConfigError("TRAIL_TIMEZONE: unknown time zone (use an IANA name like Asia/Shanghai)") from None
     if not s.detector_checkpoint_seconds > 0:
         raise ConfigError("TRAIL_DETECTOR_CHECKPOINT_SECONDS: must be above 0")
-    if s.rules_file is not None:
-        from trail.detect.rules import rules_from_settings
-
-        rules_from_settings(s)
+    if s.rules_file is not None and not s.rules_file.is_file():
+        raise ConfigError(f"TRAIL_RULES_FILE: no file at {s.rules_file}")
     if not s.checkpoint_seconds >= 0:
         raise ConfigError("TRAIL_CHECKPOINT_SECONDS: must be 0 (never) or more")
     if not s.sink_batch_seconds > 0:  # also refuses NaN
@@ -277,6 +260,66 @@ def _validate(s: Settings) -> None:
     bad = [x for x in severities if x not in ("low", "medium", "high", "critical")]
     if bad or not severities:
         raise ConfigError("TRAIL_INCIDENT_SEVERITIES: comma-separated list of low, medium, high, critical")
+
+
+def mask_url(spec: str) -> str:
+    """A URL-like setting for display: any password masked; a ``webhook:`` URL's query string
+    (which often carries a token) left out."""
+    prefix = "webhook:" if spec.startswith("webhook:") else ""
+    url = spec.removeprefix(prefix)
+    if "://" not in url:
+        return spec
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:****@{host}"
+    query = "" if prefix else parts.query
+    return prefix + urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
+
+
+# ---------------------------------------------------------------- the local stack's address
+def server_file(settings: Settings) -> Path:
+    """``DATA_DIR/server.json``: written by ``trail up`` once ready, removed on a clean stop."""
+    return settings.data_dir / "server.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_server(settings: Settings) -> dict[str, Any] | None:
+    """The ``server.json`` of a live ``trail up`` on this data directory
+    (``{"api": URL, "kafka": "host:port", "pid": N}``), else None."""
+    try:
+        info = json.loads(server_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    try:
+        pid = int(info.get("pid", -1))
+    except (TypeError, ValueError):
+        return None
+    return info if pid > 0 and _pid_alive(pid) else None
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """The broker: ``TRAIL_KAFKA_BOOTSTRAP``, else the local stack running on the data directory."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    info = running_server(settings)
+    if info and info.get("kafka"):
+        return str(info["kafka"])
+    raise ConfigError(
+        f"no broker: set TRAIL_KAFKA_BOOTSTRAP, or start the local stack with `trail up --data-dir {settings.data_dir}`"
+    )
 
 
 def with_data_dir(s: Settings, data_dir: Path | None) -> Settings:

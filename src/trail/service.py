@@ -8,15 +8,24 @@ through the SDK, with the same validation, pseudonymisation, sequencing and hash
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from trail.config import Settings
 from trail.errors import SpoolFullError, TrailError, ValidationError
+from trail.events.model import parse_timestamp
 from trail.ingest.decode import Rejected, decode
+from trail.integrity.checkpoint import AppendOnlyLog
+from trail.integrity.keys import checkpoint_signing_key, load_public_key
+from trail.integrity.proof import apply_retention, build_proof
+from trail.integrity.sealer import make_sealer
+from trail.integrity.verify import Verifier
 from trail.sdk.client import Client
-from trail.storage.store import Gap, Store
+from trail.sdk.transport import CallbackTransport
+from trail.storage.store import Gap, Store, open_store
 
 MAX_ERRORS_REPORTED = 1000
 
@@ -137,3 +146,101 @@ def gaps_as_dicts(gaps: list[Gap]) -> list[dict[str, Any]]:
         }
         for g in gaps
     ]
+
+
+class StoreBackend:
+    """The API's operations over a store and an SDK client (used by the stack and the CLI)."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        extra_health: Any = None,
+        *,
+        settings: Settings,
+        seal: Any = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.incidents: Any = None
+        self.seal = seal
+        self._extra_health = extra_health
+        self._emit_lock = threading.Lock()
+
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": "ok", "store": self.store.ping()}
+        s = self.client.stats
+        out["sdk"] = {"recorded": s.recorded, "sent": s.sent, "spooled": s.spooled, "last_error": s.last_error}
+        if self._extra_health:
+            out.update(self._extra_health())
+        return out
+
+    def emit(self, lines: list[bytes]) -> dict[str, Any]:
+        with self._emit_lock:
+            return emit_lines(self.client, lines).as_dict()
+
+    def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]:
+        return query(self.store, kind, key, filters)
+
+    def gaps(self, producer: str | None) -> list[dict[str, Any]]:
+        return gaps_as_dicts(self.store.gaps(producer))
+
+    def counts(self) -> dict[str, Any]:
+        return self.store.counts()
+
+    # -- integrity --------------------------------------------------------------------
+    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]:
+        s = self.settings
+        if self.seal is not None:
+            self.seal()  # seal what is stored so far, so the report covers it
+        report = Verifier(
+            self.store,
+            load_public_key(public_key or s.public_key_path),
+            AppendOnlyLog(s.checkpoint_log_path),
+            strict=strict,
+        ).run(since)
+        return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
+
+    def proof(self, event_id: str) -> dict[str, Any]:
+        if self.seal is not None:
+            self.seal()
+        return build_proof(self.store, event_id)
+
+    def retention(self, before: str, reason: str) -> dict[str, Any]:
+        s = self.settings
+        rec = apply_retention(
+            self.store,
+            checkpoint_signing_key(s),
+            AppendOnlyLog(s.checkpoint_log_path),
+            parse_timestamp("--before", before),
+            reason,
+        )
+        return {"applied": rec is not None, "record": rec.record() if rec else None}
+
+
+def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBackend:
+    """Open the data directory in-process: the store, and an SDK client writing straight to it."""
+    store = open_store(settings.store_dsn, settings.clickhouse_database)
+    client = Client(
+        service=service,
+        transport=CallbackTransport(store_writer(store)),
+        subject_key=settings.require_subject_key(),
+        spool_dir=settings.effective_spool_dir,
+        spool_max_bytes=settings.spool_max_bytes,
+        environment=settings.mode,
+    )
+    return StoreBackend(store, client, settings=settings, seal=_direct_sealer(settings, store))
+
+
+def _direct_sealer(settings: Settings, store: Store) -> Any:
+    """Without a running sink, direct writes are sealed by this process (if sealing is on)."""
+    sealer = make_sealer(settings, store, None)
+    if sealer is None:
+        return None
+
+    def seal() -> None:
+        sealer.refresh_from_store()  # everything stored beyond the sealed tips
+        sealer.seal()
+
+    return seal

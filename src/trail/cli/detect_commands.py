@@ -36,8 +36,9 @@ def _settings(ctx: click.Context, data_dir: Path | None) -> Settings:
 
 def _open(settings: Settings, *, review: bool) -> tuple[Alerts, Client | None, Callable[[], None]]:
     """Where to read and write alerts, and (for reviews) an SDK client for the audit event."""
-    from trail.local.stack import direct_backend, running_server
+    from trail.config import running_server
     from trail.sdk.transport import KafkaTransport
+    from trail.service import direct_backend
     from trail.storage.store import open_store
 
     info = running_server(settings)

@@ -46,9 +46,10 @@ def _settings(ctx: click.Context, data_dir: Path | None) -> Settings:
 @contextmanager
 def incidents_backend(settings: Settings, *, need_store: bool = False) -> Iterator[Any]:
     """The API of a running ``trail up``, else the incident store (and, if asked, the trail's store)."""
+    from trail.api.client import ApiClient
+    from trail.config import running_server
     from trail.incidents.commands import LocalIncidents, RemoteIncidents
     from trail.incidents.trigger import incident_service
-    from trail.local.stack import ApiClient, running_server
 
     info = running_server(settings)
     if info:

@@ -80,7 +80,9 @@ def event_summary(ev: dict[str, Any]) -> dict[str, Any]:
 
 def _backend(settings: Settings) -> tuple[Any, Callable[[], None]]:
     """The API client when ``trail up`` runs on this data directory, else the store in-process."""
-    from trail.local.stack import ApiClient, direct_backend, running_server
+    from trail.api.client import ApiClient
+    from trail.config import running_server
+    from trail.service import direct_backend
 
     info = running_server(settings)
     if info:
@@ -145,7 +147,7 @@ def up(ctx: click.Context, data_dir: Path | None) -> None:
 @click.pass_context
 def demo(ctx: click.Context, data_dir: Path | None, fresh: bool, n_events: int) -> None:
     """A scripted end-to-end run on a fresh data directory."""
-    from trail.demo import run_demo
+    from trail.local.demo import run_demo
 
     settings = _apply_data_dir(ctx, data_dir)
     sys.exit(run_demo(settings, fresh=fresh, n_events=n_events))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from trail.errors import ValidationError
+from trail.storage.alerts import ALERT_COLUMNS as ALERT_COLUMNS
 
 #: Namespace of alert ids (a fixed, random UUID: changing it renames every alert).
 ALERT_NAMESPACE: Final = uuid.UUID("6f0e5c1a-3a57-4d6b-9a57-2f1d8e0c7b44")
@@ -128,28 +129,6 @@ class Alert:
 
 
 #: Columns of the alerts table (migration 0005) in writer order.
-ALERT_COLUMNS: Final = (
-    "alert_id",
-    "rule",
-    "severity",
-    "actor_id",
-    "actor_kind",
-    "alert_key",
-    "window_start",
-    "window_end",
-    "count",
-    "records",
-    "evidence",
-    "articles",
-    "summary",
-    "trigger_event_id",
-    "detected_at",
-    "status",
-    "reviewer",
-    "reason",
-    "reviewed_at",
-    "version",
-)
 
 
 def _ts(text: str) -> datetime:

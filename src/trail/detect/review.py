@@ -19,19 +19,18 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from trail.detect.alerts import ALERT_COLUMNS, Alert, alert_from_row, alert_row, rfc3339
+from trail.detect.alerts import Alert, alert_from_row, alert_row, rfc3339
 from trail.detect.rules import RULE_NAMES, SEVERITIES
 from trail.errors import TrailError, UsageError, ValidationError
 from trail.sdk.client import Client
+from trail.storage import alerts as sql
 from trail.storage.store import Store
 
 DECISIONS: Final = {"ack": "acked", "dismiss": "dismissed"}
 REVIEW_PURPOSE: Final = "alert review (MIIT Art. 13(3))"
 MAX_REASON: Final = 1000
-
-_SELECT = ", ".join("toString(alert_id) AS alert_id" if c == "alert_id" else c for c in ALERT_COLUMNS)
 
 
 class AlertFilters:
@@ -84,38 +83,20 @@ class StoreAlerts:
         self.store = store
 
     def list(self, f: AlertFilters) -> list[Alert]:
-        where = ["1"]
-        params: dict[str, Any] = {"limit": f.limit}
-        for col, name, value in (
-            ("status", "status", f.status),
-            ("rule", "rule", f.rule),
-            ("severity", "severity", f.severity),
-            ("actor_id", "actor", f.actor),
-        ):
-            if value:
-                where.append(f"{col} = {{{name}:String}}")
-                params[name] = value
-        if f.since is not None:
-            where.append("window_end >= {since:DateTime64(6, 'UTC')}")
-            params["since"] = f.since
-        rows = self.store.query(
-            f"SELECT {_SELECT} FROM {{db}}.alerts FINAL WHERE {' AND '.join(where)} "
-            "ORDER BY window_start DESC, alert_id LIMIT {limit:UInt64}",
-            params,
+        rows = sql.select_alerts(
+            self.store, status=f.status, rule=f.rule, severity=f.severity, actor=f.actor, since=f.since, limit=f.limit
         )
         return [alert_from_row(r) for r in rows]
 
     def get(self, alert_id: str) -> Alert:
         uid = _uuid(alert_id)
-        rows = self.store.query(
-            f"SELECT {_SELECT} FROM {{db}}.alerts FINAL WHERE alert_id = {{id:String}}", {"id": uid}
-        )
-        if not rows:
+        row = sql.alert_by_id(self.store, uid)
+        if row is None:
             raise UsageError(f"ALERT_ID: no alert {uid} (see `trail alerts list`)")
-        return alert_from_row(rows[0])
+        return alert_from_row(row)
 
     def put(self, alert: Alert) -> None:
-        self.store.insert_rows("alerts", list(ALERT_COLUMNS), [alert_row(alert)])
+        sql.insert_alerts(self.store, [alert_row(alert)])
 
 
 class TopicAlerts:

@@ -134,8 +134,8 @@ def _run_role(settings: Any, role: str) -> int:
 
     Exit status: 0 clean stop; 2 bad configuration; 3 the store or broker failed.
     """
+    from trail.config import resolve_bootstrap
     from trail.errors import ConfigError, StoreError
-    from trail.local.stack import resolve_bootstrap
     from trail.roles import run_until_signal
     from trail.storage.store import open_store
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from trail.detect.alerts import parse_rfc3339
 from trail.events.model import MOVING_ACTIONS, SENSITIVE_CATEGORIES
+from trail.storage import evidence as sql
 from trail.storage.store import Store
 
 EVIDENCE_VERSION = 1
@@ -44,54 +45,21 @@ def scope_of(alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _where(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"ids": list(scope["event_ids"]), "moving": list(scope["moving_actions"])}
-    clauses = ["event_id IN {ids:Array(UUID)}"] if scope["event_ids"] else []
-    for i, w in enumerate(scope["actor_windows"]):
-        params[f"a{i}"] = w["actor"]
-        params[f"s{i}"] = datetime.fromtimestamp(parse_rfc3339(w["from"]), UTC)
-        params[f"e{i}"] = datetime.fromtimestamp(parse_rfc3339(w["to"]), UTC)
-        clauses.append(
-            f"(actor_id = {{a{i}:String}} AND occurred_at >= {{s{i}:DateTime64(6, 'UTC')}} "
-            f"AND occurred_at <= {{e{i}:DateTime64(6, 'UTC')}} AND action IN {{moving:Array(String)}})"
+def _query(scope: Mapping[str, Any]) -> tuple[list[str], list[sql.ActorWindow], list[str]]:
+    windows = [
+        (
+            str(w["actor"]),
+            datetime.fromtimestamp(parse_rfc3339(w["from"]), UTC),
+            datetime.fromtimestamp(parse_rfc3339(w["to"]), UTC),
         )
-    return ("(" + " OR ".join(clauses) + ")") if clauses else "0", params
-
-
-def _scoped(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    where, params = _where(scope)
-    sql = (
-        "SELECT event_id, hash, occurred_at, actor_id, action, subject_refs, record_count, data_categories, "
-        "target_system, destination_kind, destination_name, destination_region "
-        f"FROM {{db}}.events FINAL WHERE {where} ORDER BY event_id, producer_id, producer_seq LIMIT 1 BY event_id"
-    )
-    return sql, params
+        for w in scope["actor_windows"]
+    ]
+    return list(scope["event_ids"]), windows, list(scope["moving_actions"])
 
 
 def compute(store: Store, scope: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
     """The evidence for ``scope``, computed in the store (ClickHouse does the counting)."""
-    inner, params = _scoped(scope)
-    sensitive = sorted(SENSITIVE_CATEGORIES)
-    params["sensitive"] = sensitive
-    [agg] = store.query(
-        "SELECT count() AS events, sum(record_count) AS records, "
-        "sumIf(record_count, empty(subject_refs)) AS unlisted, "
-        "sumIf(record_count, empty(subject_refs) AND hasAny(data_categories, {sensitive:Array(String)})) "
-        "AS unlisted_sensitive, "
-        "min(occurred_at) AS first, max(occurred_at) AS last, "
-        "groupUniqArrayArray(data_categories) AS categories, groupUniqArray(actor_id) AS actors, "
-        "groupUniqArray(target_system) AS systems, "
-        "groupUniqArray(tuple(destination_kind, destination_name, destination_region)) AS destinations, "
-        "groupArray(tuple(toString(event_id), hash)) AS pairs "
-        f"FROM ({inner})",
-        params,
-    )
-    [subj] = store.query(
-        "SELECT uniqExact(ref) AS distinct_subjects, "
-        "uniqExactIf(ref, hasAny(cats, {sensitive:Array(String)})) AS sensitive_subjects "
-        f"FROM (SELECT arrayJoin(subject_refs) AS ref, data_categories AS cats FROM ({inner}))",
-        params,
-    )
+    agg, subj = sql.aggregates(store, *_query(scope), sorted(SENSITIVE_CATEGORIES))
     pairs = sorted((str(e), str(h)) for e, h in agg.get("pairs", []))
     digest = hashlib.sha256("\n".join(f"{e} {h}" for e, h in pairs).encode()).hexdigest()
     distinct = int(subj["distinct_subjects"])
@@ -124,11 +92,7 @@ def compute(store: Store, scope: Mapping[str, Any], *, now: datetime | None = No
 
 def subject_refs(store: Store, scope: Mapping[str, Any], *, chunk: int = 10_000) -> Iterator[str]:
     """The distinct subject refs in scope, sorted, streamed (for notices at scale)."""
-    inner, params = _scoped(scope)
-    sql = f"SELECT DISTINCT arrayJoin(subject_refs) AS ref FROM ({inner}) ORDER BY ref"
-    for block in store.stream_rows(sql, params):
-        for row in block:
-            yield str(row[0])
+    yield from sql.subject_refs(store, *_query(scope))
 
 
 def subjects_digest(refs: Sequence[str]) -> str:

@@ -232,7 +232,7 @@ def markdown_to_text(md: str) -> str:
 
 def _audit_client(settings: Settings, backend: Any) -> Any:
     """An SDK client for the audit events of deliveries: to trail up's broker, else to the store."""
-    from trail.local.stack import running_server
+    from trail.config import running_server
     from trail.sdk.client import Client
     from trail.sdk.transport import CallbackTransport, KafkaTransport
 

@@ -219,9 +219,9 @@ def run_trigger(settings: Any) -> int:
 
     Exit status: 0 clean stop; 2 bad configuration (playbook, incident store); 3 failures.
     """
+    from trail.config import resolve_bootstrap
     from trail.errors import ConfigError
     from trail.incidents.playbook import PlaybookError
-    from trail.local.stack import resolve_bootstrap
     from trail.roles import run_until_signal
     from trail.storage.store import open_store
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from trail.config import Settings
+from trail.config import Settings, resolve_bootstrap
 from trail.errors import StoreError
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
-from trail.local.stack import resolve_bootstrap
 from trail.logging import get_logger
 from trail.roles import run_until_signal
 from trail.storage.store import open_store

@@ -15,6 +15,7 @@ from typing import Any
 from trail.events.model import event_hash
 from trail.integrity.checkpoint import Checkpoint
 from trail.integrity.keys import SigningKey, generate
+from trail.storage import integrity as sql
 from trail.storage.store import Store
 
 
@@ -26,17 +27,12 @@ def _event(store: Store, event_id: str) -> dict[str, Any]:
 
 
 def _delete_rows(store: Store, event_id: str) -> None:
-    store.command(
-        "ALTER TABLE {db}.events DELETE WHERE event_id = {id:UUID} SETTINGS mutations_sync = 2", {"id": event_id}
-    )
+    sql.tamper_delete_event(store, event_id)
 
 
 def modify_field(store: Store, event_id: str, purpose: str = "changed after the fact") -> dict[str, Any]:
     """Change a stored field in place, leaving the hash as it was."""
-    store.command(
-        "ALTER TABLE {db}.events UPDATE purpose = {v:String} WHERE event_id = {id:UUID} SETTINGS mutations_sync = 2",
-        {"v": purpose, "id": event_id},
-    )
+    sql.tamper_set_purpose(store, event_id, purpose)
     return {"kind": "modified", "event_id": event_id}
 
 
@@ -93,24 +89,22 @@ def swap_order(store: Store, event_a: str, event_b: str) -> dict[str, Any]:
 
 
 def delete_checkpoint(store: Store, seq: int) -> dict[str, Any]:
-    store.command("ALTER TABLE {db}.checkpoints DELETE WHERE seq = {s:UInt64} SETTINGS mutations_sync = 2", {"s": seq})
+    sql.tamper_delete_checkpoint(store, seq)
     return {"kind": "checkpoint_missing", "checkpoint": seq}
 
 
 def resign_checkpoint(store: Store, seq: int, key: SigningKey | None = None) -> dict[str, Any]:
     """Replace the store's copy of a checkpoint with one signed by another key (an altered root)."""
-    rows = store.query("SELECT record FROM {db}.checkpoints WHERE seq = {s:UInt64}", {"s": seq})
-    cp = Checkpoint.from_record(json.loads(rows[0]["record"]))
+    record = sql.checkpoint_record(store, seq)
+    if record is None:
+        raise LookupError(f"no checkpoint {seq}")
+    cp = Checkpoint.from_record(json.loads(record))
     other = key or generate()
     forged = Checkpoint(
         seq=cp.seq, prev=cp.prev, created_at=cp.created_at, count=cp.count, root="0" * 64,
         ranges=cp.ranges, key_id=other.public.key_id,
     ).signed(other)  # fmt: skip
     delete_checkpoint(store, seq)
-    store.insert_rows(
-        "checkpoints",
-        ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"],
-        [[forged.seq, forged.hash, forged.prev, forged.created_at, forged.count, forged.root, forged.key_id,
-          forged.signature, json.dumps(forged.record())]],
-    )  # fmt: skip
+    row = [forged.seq, forged.hash, forged.prev, forged.created_at, forged.count, forged.root, forged.key_id]
+    sql.insert_checkpoint(store, [*row, forged.signature, json.dumps(forged.record())], [])
     return {"kind": "checkpoint_forged", "checkpoint": seq}

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from trail.config import Settings
 from trail.errors import ConfigError
 
 
@@ -82,6 +83,19 @@ def load_signing_key(path: Path) -> SigningKey:
     if not isinstance(obj, Ed25519PrivateKey):
         raise ConfigError(f"checkpoint signing key {path}: not an Ed25519 key")
     return SigningKey(obj)
+
+
+def checkpoint_signing_key(settings: Settings) -> SigningKey:
+    """The checkpoint signing key of these settings; in local mode a key pair is created on first use."""
+    path = settings.checkpoint_key_path
+    if not path.exists():
+        if settings.mode == "production":
+            raise ConfigError(
+                f"no checkpoint signing key at {path}: create one with `trail keys init` or set "
+                "TRAIL_CHECKPOINT_KEY_FILE (or TRAIL_CHECKPOINT_SECONDS=0 on sinks that do not seal)"
+            )
+        write_keypair(path.parent, generate())
+    return load_signing_key(path)
 
 
 def load_public_key(text_or_path: str | Path) -> PublicKey:

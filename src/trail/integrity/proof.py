@@ -17,21 +17,17 @@ from trail.events.model import event_hash, format_timestamp
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecord
 from trail.integrity.keys import PublicKey, SigningKey
 from trail.integrity.merkle import inclusion_path, verify_inclusion
+from trail.storage import integrity as sql
 from trail.storage.store import Store
 
 PROOF_TYPE = "trail.proof/v1"
 
 
 def _checkpoint_for(store: Store, producer_id: str, seq: int) -> Checkpoint:
-    rows = store.query(
-        "SELECT c.record AS record FROM {db}.checkpoint_ranges AS r INNER JOIN {db}.checkpoints AS c "
-        "ON c.seq = r.checkpoint_seq WHERE r.producer_id = {p:String} AND r.first_seq <= {s:UInt64} "
-        "AND r.last_seq >= {s:UInt64} ORDER BY c.seq LIMIT 1",
-        {"p": producer_id, "s": seq},
-    )
-    if not rows:
+    record = sql.checkpoint_sealing(store, producer_id, seq)
+    if record is None:
         raise TrailError("the event is not sealed by any checkpoint yet; wait for the next checkpoint and retry")
-    return Checkpoint.from_record(json.loads(rows[0]["record"]))
+    return Checkpoint.from_record(json.loads(record))
 
 
 def build_proof(store: Store, event_id: str) -> dict[str, Any]:
@@ -43,17 +39,13 @@ def build_proof(store: Store, event_id: str) -> dict[str, Any]:
     leaves: list[str] = []
     index = -1
     for r in cp.ranges:
-        rows = store.query(
-            "SELECT DISTINCT producer_seq AS seq, hash FROM {db}.events WHERE producer_id = {p:String} "
-            "AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64} ORDER BY seq",
-            {"p": r.producer, "a": r.first, "b": r.last},
-        )
+        rows = sql.range_hashes(store, r.producer, r.first, r.last)
         if len(rows) != r.last - r.first + 1:
             raise StoreError("the checkpoint's range is incomplete in the store; run `trail verify`")
-        for row in rows:
-            if r.producer == ev["producer"]["id"] and int(row["seq"]) == ev["producer"]["seq"]:
+        for seq, digest in rows:
+            if r.producer == ev["producer"]["id"] and seq == ev["producer"]["seq"]:
                 index = len(leaves)
-            leaves.append(row["hash"])
+            leaves.append(digest)
     if index < 0:
         raise StoreError("the event is not among its checkpoint's leaves; run `trail verify`")
     return {
@@ -95,22 +87,13 @@ def apply_retention(
     store: Store, key: SigningKey, log_file: AppendOnlyLog, before: datetime, reason: str
 ) -> RetentionRecord | None:
     """Remove every event of the checkpoints sealed before ``before``, whole, and sign a record of it."""
-    done = {
-        int(c["seq"])
-        for r in store.query("SELECT record FROM {db}.retention_records")
-        for c in json.loads(r["record"])["checkpoints"]
-    }
-    rows = store.query(
-        "SELECT record FROM {db}.checkpoints WHERE created_at < {b:DateTime64(3, 'UTC')} ORDER BY seq",
-        {"b": before.astimezone(UTC).replace(tzinfo=None)},
-    )
-    cps = [Checkpoint.from_record(json.loads(r["record"])) for r in rows]
+    done = {int(c["seq"]) for record in sql.retention_records(store) for c in json.loads(record)["checkpoints"]}
+    cps = [Checkpoint.from_record(json.loads(r)) for r in sql.checkpoints_created_before(store, before)]
     cps = [c for c in cps if c.seq not in done]
     if not cps:
         return None
-    last = store.query("SELECT max(seq) AS s FROM {db}.retention_records")
     rec = RetentionRecord(
-        seq=int(last[0]["s"] or 0) + 1 if last else 1,
+        seq=sql.next_retention_seq(store),
         created_at=format_timestamp(datetime.now(UTC)),
         reason=reason,
         before=format_timestamp(before),
@@ -122,18 +105,8 @@ def apply_retention(
     ).signed(key)
     # Record first: a crash mid-deletion leaves a record of what was meant to go, never an unexplained hole.
     log_file.append(rec.record())
-    store.insert_rows(
-        "retention_records",
-        ["seq", "hash", "created_at", "record"],
-        [[rec.seq, rec.hash, rec.created_at, json.dumps(rec.record(), sort_keys=True)]],
-    )
+    sql.insert_retention_record(store, rec.seq, rec.hash, rec.created_at, json.dumps(rec.record(), sort_keys=True))
     for c in cps:
         for r in c.ranges:
-            cond = "producer_id = {p:String} AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64}"
-            params = {"p": r.producer, "a": r.first, "b": r.last}
-            store.command(
-                f"DELETE FROM {{db}}.subject_index WHERE event_id IN (SELECT event_id FROM {{db}}.events WHERE {cond})",
-                params,
-            )
-            store.command(f"ALTER TABLE {{db}}.events DELETE WHERE {cond} SETTINGS mutations_sync = 2", params)
+            sql.delete_range(store, r.producer, r.first, r.last)
     return rec

@@ -23,9 +23,10 @@ from typing import Any
 
 from trail.events.model import format_timestamp
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, Range
-from trail.integrity.keys import SigningKey
+from trail.integrity.keys import SigningKey, checkpoint_signing_key
 from trail.integrity.merkle import root
 from trail.logging import get_logger
+from trail.storage import integrity as sql
 from trail.storage.store import Store
 
 log = get_logger("trail.sealer")
@@ -52,37 +53,26 @@ class Sealer:
 
     # -- state ------------------------------------------------------------------------
     def _load(self) -> None:
-        last_store = self.store.query("SELECT record FROM {db}.checkpoints ORDER BY seq DESC LIMIT 1")
+        last_store = sql.last_checkpoint_record(self.store)
         file_records = [r for r in self.file.read() if r.get("type") == "trail.checkpoint/v1"]
-        candidates = [Checkpoint.from_record(_json(r["record"])) for r in last_store]
+        candidates = [Checkpoint.from_record(_json(last_store))] if last_store else []
         if file_records:
             candidates.append(Checkpoint.from_record(file_records[-1]))
         self.last = max(candidates, key=lambda c: c.seq) if candidates else None
-        for row in self.store.query(
-            "SELECT producer_id, max(last_seq) AS last, argMax(tip_hash, last_seq) AS tip "
-            "FROM {db}.checkpoint_ranges GROUP BY producer_id"
-        ):
-            self.tips[row["producer_id"]] = (int(row["last"]), row["tip"])
+        self.tips.update(sql.sealed_tips(self.store))
         for rec in file_records:  # the file may be ahead of the store after a crash between the two
             for r in rec["ranges"]:
                 if r["last"] > self.tips.get(r["producer"], (0, ""))[0]:
                     self.tips[r["producer"]] = (int(r["last"]), r["tip"])
-        if self.last is not None and not self.store.query(
-            "SELECT seq FROM {db}.checkpoints WHERE seq = {s:UInt64}", {"s": self.last.seq}
-        ):
+        if self.last is not None and sql.checkpoint_record(self.store, self.last.seq) is None:
             self._store_checkpoint(self.last)  # finish what a crash interrupted
         self.refresh_from_store()
 
     def refresh_from_store(self) -> None:
         """Events stored after the last checkpoint (e.g. before a crash) are sealed too."""
-        rows = self.store.query(
-            "SELECT DISTINCT e.producer_id AS p, e.producer_seq AS s, e.hash AS h, e.producer_prev AS prev "
-            "FROM {db}.events AS e LEFT JOIN (SELECT producer_id, max(last_seq) AS last FROM {db}.checkpoint_ranges "
-            "GROUP BY producer_id) AS t ON e.producer_id = t.producer_id "
-            "WHERE e.producer_seq > t.last"
-        )
-        for r in rows:
-            self.pending.setdefault(r["p"], {})[int(r["s"])] = (r["h"], r["prev"])
+        rows = sql.unsealed_positions(self.store)
+        for pid, seq, digest, prev in rows:
+            self.pending.setdefault(pid, {})[seq] = (digest, prev)
         if rows:
             log.info("sealer.unsealed_found", events=len(rows))
 
@@ -147,26 +137,10 @@ class Sealer:
             return cp
 
     def _store_checkpoint(self, cp: Checkpoint) -> None:
-        self.store.insert_rows(
-            "checkpoints",
-            ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"],
-            [
-                [
-                    cp.seq,
-                    cp.hash,
-                    cp.prev,
-                    cp.created_at,
-                    cp.count,
-                    cp.root,
-                    cp.key_id,
-                    cp.signature,
-                    _dumps(cp.record()).decode(),
-                ]
-            ],
-        )
-        self.store.insert_rows(
-            "checkpoint_ranges",
-            ["checkpoint_seq", "producer_id", "first_seq", "last_seq", "tip_hash"],
+        row = [cp.seq, cp.hash, cp.prev, cp.created_at, cp.count, cp.root, cp.key_id, cp.signature]
+        sql.insert_checkpoint(
+            self.store,
+            [*row, _dumps(cp.record()).decode()],
             [[cp.seq, r.producer, r.first, r.last, r.tip] for r in cp.ranges],
         )
 
@@ -210,4 +184,4 @@ def make_sealer(settings: Any, store: Store, bootstrap: str | None) -> Sealer | 
     if settings.checkpoint_seconds <= 0:
         return None
     publish = kafka_publisher(bootstrap, settings.topic("checkpoints")) if bootstrap else None
-    return Sealer(store, settings.signing_key(), AppendOnlyLog(settings.checkpoint_log_path), publish)
+    return Sealer(store, checkpoint_signing_key(settings), AppendOnlyLog(settings.checkpoint_log_path), publish)

@@ -17,9 +17,10 @@ What is checked, and what each finding means:
   external log, or its Merkle root does not match the events it seals.
 
 Event hashes are recomputed inside ClickHouse (the canonical JSON rebuilt in SQL, then
-SHA-256), so the per-row work runs in native code; the rare rows it disagrees on (JSON
-escaping of U+2028/U+2029 and some control characters differs) are re-checked exactly in
-Python. Rows stream out ordered by producer and seq; Merkle roots are built incrementally.
+SHA-256; the statements are in :mod:`trail.storage.integrity`), so the per-row work runs in
+native code; the rare rows it disagrees on (JSON escaping of U+2028/U+2029 and some control
+characters differs) are re-checked exactly in Python. Rows stream out ordered by producer and
+seq; Merkle roots are built incrementally.
 """
 
 from __future__ import annotations
@@ -33,73 +34,8 @@ from trail.events.model import event_hash
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecord
 from trail.integrity.keys import PublicKey
 from trail.integrity.merkle import MerkleBuilder
-from trail.storage.store import EVENT_COLUMNS, Store, row_to_event
-
-
-def _s(col: str) -> str:
-    return f"toJSONString({col})"
-
-
-def _opt(key: str, col: str) -> str:
-    return f"if({col} != '', concat(',\"{key}\":', toJSONString({col})), '')"
-
-
-def _opt_first(key: str, col: str) -> str:
-    return f"if({col} != '', concat('\"{key}\":', toJSONString({col})), '')"
-
-
-def _list(col: str) -> str:
-    return f"concat('[', arrayStringConcat(arrayMap(x -> toJSONString(x), {col}), ','), ']')"
-
-
-# The canonical encoding (sorted keys, compact, UTF-8) of a stored row, as SQL.
-_LOCATION = (
-    "concat('{', arrayStringConcat(arrayFilter(x -> x != '', ["
-    "if(location_ip != '', concat('\"ip\":', toJSONString(location_ip)), ''), "
-    "if(location_region != '', concat('\"region\":', toJSONString(location_region)), ''), "
-    "if(location_site != '', concat('\"site\":', toJSONString(location_site)), '')]), ','), '}')"
-)
-_DESTINATION = (
-    "if(destination_kind != '', concat(',\"destination\":{\"kind\":', toJSONString(destination_kind), "
-    f"{_opt('name', 'destination_name')}, {_opt('region', 'destination_region')}, '}}'), '')"
-)
-_TARGET = (
-    "concat('{', arrayStringConcat(arrayFilter(x -> x != '', ["
-    f"{_opt_first('dataset', 'target_dataset')}, {_opt_first('resource', 'target_resource')}, "
-    "concat('\"system\":', toJSONString(target_system))]), ','), '}')"
-)
-_ATTRIBUTES = (
-    "concat('{', arrayStringConcat(arrayMap(k -> concat(toJSONString(k), ':', toJSONString(attributes[k])), "
-    "arraySort(mapKeys(attributes))), ','), '}')"
-)
-CANONICAL_SQL = (
-    "concat("
-    "'{\"action\":', toJSONString(action), "
-    "',\"actor\":{', arrayStringConcat(arrayFilter(x -> x != '', ["
-    f"{_opt_first('department', 'actor_department')}, concat('\"id\":', toJSONString(actor_id)), "
-    f"concat('\"kind\":', toJSONString(actor_kind)), {_opt_first('role', 'actor_role')}]), ','), '}}', "
-    f"',\"attributes\":', {_ATTRIBUTES}, "
-    f"{_opt('consent_ref', 'consent_ref')}, "
-    f"',\"data_categories\":', {_list('data_categories')}, "
-    f"{_DESTINATION}, "
-    "',\"event_id\":', toJSONString(toString(event_id)), "
-    "',\"legal_basis\":', toJSONString(legal_basis), "
-    f"',\"location\":', {_LOCATION}, "
-    "',\"occurred_at\":\"', formatDateTime(occurred_at, '%Y-%m-%dT%H:%i:%S.%fZ', 'UTC'), '\"', "
-    "',\"outcome\":', toJSONString(outcome), "
-    '\',"producer":{"id":\', toJSONString(producer_id), \',"prev":\', toJSONString(producer_prev), '
-    "',\"seq\":', toString(producer_seq), '}', "
-    "',\"purpose\":', toJSONString(purpose), "
-    "',\"record_count\":', toString(record_count), "
-    '\',"schema":"trail.audit/v1"\', '
-    '\',"source":{"environment":\', toJSONString(source_environment), \',"host":\', toJSONString(source_host), '
-    "',\"service\":', toJSONString(source_service), '}', "
-    f"',\"subject_refs\":', {_list('subject_refs')}, "
-    f"',\"target\":', {_TARGET}, "
-    "'}')"
-)
-RECOMPUTED_SQL = f"lower(hex(SHA256({CANONICAL_SQL})))"
-_SQL_SETTINGS = " SETTINGS output_format_json_escape_forward_slashes = 0"
+from trail.storage import integrity as sql
+from trail.storage.store import Store, row_to_event
 
 
 @dataclass(frozen=True)
@@ -169,9 +105,9 @@ def load_checkpoints(
 ) -> dict[int, Checkpoint]:
     """The checkpoints to trust (valid signature), reporting missing and forged ones."""
     in_store: dict[int, list[Checkpoint]] = {}
-    for row in store.query("SELECT record FROM {db}.checkpoints ORDER BY seq"):
+    for record in sql.checkpoint_records(store):
         try:
-            cp = Checkpoint.from_record(json.loads(row["record"]))
+            cp = Checkpoint.from_record(json.loads(record))
         except (ValueError, KeyError, TypeError):
             report.add("checkpoint_forged", "a row of the checkpoints table is not a readable checkpoint")
             continue
@@ -233,9 +169,9 @@ def load_checkpoints(
 def load_retention(store: Store, public: PublicKey, report: Report) -> set[int]:
     """Checkpoint numbers lawfully expired by signed retention records."""
     expired: set[int] = set()
-    for row in store.query("SELECT record FROM {db}.retention_records ORDER BY seq"):
+    for record in sql.retention_records(store):
         try:
-            rec = RetentionRecord.from_record(json.loads(row["record"]))
+            rec = RetentionRecord.from_record(json.loads(record))
         except (ValueError, KeyError, TypeError):
             report.add("checkpoint_forged", "a retention record is not readable")
             continue
@@ -276,16 +212,13 @@ class Verifier:
         report.expired_events = sum(checkpoints[s].count for s in expired if s in checkpoints)
         active = {s for s in checkpoints if s not in expired and (since is None or s >= since)}
         builders = {s: MerkleBuilder() for s in active}
-        source, scope_tables = "{db}.events", list[str]()
-        if since is not None:
-            source, scope_tables = self._scope(sealed, since)
+        source = sql.ALL_EVENTS if since is None else self._scope(sealed, since)
         try:
             bad = self._mismatches(source, report)
             for pid, rows in self._stream(source, report, bad):
                 self._check_producer(pid, rows, sealed.get(pid, []), active, expired, since, builders, report)
         finally:
-            for table in scope_tables:
-                self.store.command(f"DROP TABLE IF EXISTS {{db}}.{table}")
+            source.drop(self.store)
         touched = {f.producer_id for f in report.findings if f.producer_id}
         for seq in sorted(active):
             cp = checkpoints[seq]
@@ -298,48 +231,29 @@ class Verifier:
                 report.add("checkpoint_forged", "Merkle root does not match the events it seals", checkpoint=seq)
         return report
 
-    def _scope(self, sealed: dict[str, list[tuple[int, int, int, str]]], since: int) -> tuple[str, list[str]]:
+    def _scope(self, sealed: dict[str, list[tuple[int, int, int, str]]], since: int) -> sql.ScanSource:
         """For ``--since``: the rows of ranges sealed from checkpoint ``since`` on (and the row before
-        each, to check the link), plus producers no checkpoint covers yet. Built as two small tables
-        joined in the store, so the scan stays in native code."""
-        import uuid
-
-        suffix = uuid.uuid4().hex[:8]
-        scope, known = f"verify_scope_{suffix}", f"verify_known_{suffix}"
-        self.store.command(f"CREATE TABLE {{db}}.{scope} (producer_id String, from_seq UInt64) ENGINE = Memory")
-        self.store.command(f"CREATE TABLE {{db}}.{known} (producer_id String) ENGINE = Memory")
-        rows = []
+        each, to check the link), plus producers no checkpoint covers yet."""
+        from_seq = {}
         for pid, ranges in sealed.items():
             firsts = [first for first, _, cp, _ in ranges if cp >= since]
             if firsts:
-                rows.append([pid, max(1, min(firsts) - 1)])
-        self.store.insert_rows(scope, ["producer_id", "from_seq"], rows)
-        self.store.insert_rows(known, ["producer_id"], [[p] for p in sealed])
-        source = (
-            f"(SELECT e.* FROM {{db}}.events AS e INNER JOIN {{db}}.{scope} AS s ON e.producer_id = s.producer_id "
-            "WHERE e.producer_seq >= s.from_seq UNION ALL SELECT * FROM {db}.events "
-            f"WHERE producer_id NOT IN (SELECT producer_id FROM {{db}}.{known}))"
-        )
-        return source, [scope, known]
+                from_seq[pid] = max(1, min(firsts) - 1)
+        return sql.scoped_source(self.store, from_seq, list(sealed))
 
-    def _mismatches(self, source: str, report: Report) -> set[tuple[str, int, str]]:
+    def _mismatches(self, source: sql.ScanSource, report: Report) -> set[tuple[str, int, str]]:
         """Pass 1, in SQL: rows whose content does not hash to their hash; re-checked exactly."""
-        rows = self.store.query(
-            "SELECT DISTINCT producer_id AS p, producer_seq AS s, toString(event_id) AS e, hash AS h "
-            f"FROM {source} WHERE {RECOMPUTED_SQL} != hash" + _SQL_SETTINGS
-        )
-        return self._classify_mismatches([(r["p"], _Row(int(r["s"]), r["h"], "", r["e"], False)) for r in rows], report)
+        rows = sql.hash_mismatches(self.store, source)
+        return self._classify_mismatches([(p, _Row(s, h, "", e, False)) for p, s, e, h in rows], report)
 
-    def _stream(self, source: str, report: Report, bad: set[tuple[str, int, str]]) -> Iterator[tuple[str, list[_Row]]]:
+    def _stream(
+        self, source: sql.ScanSource, report: Report, bad: set[tuple[str, int, str]]
+    ) -> Iterator[tuple[str, list[_Row]]]:
         """Pass 2: every distinct row, ordered by producer and seq."""
-        sql = (
-            "SELECT DISTINCT producer_id, producer_seq, hash, producer_prev, toString(event_id) AS event_id "
-            f"FROM {source} ORDER BY producer_id, producer_seq"
-        )
         current: str | None = None
         rows: list[_Row] = []
         n = 0
-        for block in self.store.stream_rows(sql):
+        for block in sql.chain_rows(self.store, source):
             for pid, seq, h, prev, eid in block:
                 if pid != current:
                     if current is not None:
@@ -495,11 +409,7 @@ class Verifier:
             return bad
         ids = [r.event_id for _, r in mismatched]
         full: dict[tuple[str, str, int], dict[str, Any]] = {}
-        select = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
-        for row in self.store.query(
-            f"SELECT DISTINCT {select} FROM {{db}}.events WHERE toString(event_id) IN {{ids:Array(String)}}",
-            {"ids": ids},
-        ):
+        for row in sql.rows_by_event_ids(self.store, ids):
             full[(row["producer_id"], row["event_id"], int(row["producer_seq"]))] = row
         by_producer: dict[str, list[_Row]] = {}
         for pid, r in mismatched:

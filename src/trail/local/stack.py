@@ -13,171 +13,24 @@ import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any
 
 from trail.api.server import make_server, serve_in_thread
-from trail.config import Settings
+from trail.config import Settings, running_server, server_file
+from trail.config import resolve_bootstrap as resolve_bootstrap
 from trail.detect.runtime import DetectionHandle, start_detection
-from trail.errors import ConfigError, TrailError
+from trail.errors import TrailError
 from trail.ingest.sink import Sink, SinkConfig
 from trail.integrity.sealer import make_sealer
 from trail.local.broker import LocalBroker, ensure_topics
 from trail.logging import get_logger
 from trail.sdk.client import Client
-from trail.sdk.transport import CallbackTransport, KafkaTransport
-from trail.service import QueryFilters, emit_lines, gaps_as_dicts, query, store_writer
+from trail.sdk.transport import KafkaTransport
+from trail.service import StoreBackend
 from trail.storage.store import Store, open_store
 
 log = get_logger("trail.stack")
 EVENTS_PARTITIONS = 4
-
-
-def server_file(settings: Settings) -> Path:
-    return settings.data_dir / "server.json"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_server(settings: Settings) -> dict[str, Any] | None:
-    """The ``server.json`` of a live ``trail up`` on this data directory, else None."""
-    path = server_file(settings)
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict) or not _pid_alive(int(info.get("pid", -1))):
-        return None
-    return info
-
-
-def resolve_bootstrap(settings: Settings) -> str:
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    info = running_server(settings)
-    if info and info.get("kafka"):
-        return str(info["kafka"])
-    raise ConfigError(
-        f"no broker: set TRAIL_KAFKA_BOOTSTRAP, or start the local stack with `trail up --data-dir {settings.data_dir}`"
-    )
-
-
-class StoreBackend:
-    """The API's operations over a store and an SDK client (used by the stack and the CLI)."""
-
-    def __init__(
-        self,
-        store: Store,
-        client: Client,
-        extra_health: Any = None,
-        *,
-        settings: Settings,
-        seal: Any = None,
-    ) -> None:
-        self.store = store
-        self.client = client
-        self.settings = settings
-        self.incidents: Any = None
-        self.seal = seal
-        self._extra_health = extra_health
-        self._emit_lock = threading.Lock()
-
-    def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "store": self.store.ping()}
-        s = self.client.stats
-        out["sdk"] = {"recorded": s.recorded, "sent": s.sent, "spooled": s.spooled, "last_error": s.last_error}
-        if self._extra_health:
-            out.update(self._extra_health())
-        return out
-
-    def emit(self, lines: list[bytes]) -> dict[str, Any]:
-        with self._emit_lock:
-            return emit_lines(self.client, lines).as_dict()
-
-    def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]:
-        return query(self.store, kind, key, filters)
-
-    def gaps(self, producer: str | None) -> list[dict[str, Any]]:
-        return gaps_as_dicts(self.store.gaps(producer))
-
-    def counts(self) -> dict[str, Any]:
-        return self.store.counts()
-
-    # -- integrity --------------------------------------------------------------------
-    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]:
-        from trail.integrity.checkpoint import AppendOnlyLog
-        from trail.integrity.keys import load_public_key
-        from trail.integrity.verify import Verifier
-
-        s = self.settings
-        if self.seal is not None:
-            self.seal()  # seal what is stored so far, so the report covers it
-        report = Verifier(
-            self.store,
-            load_public_key(public_key or s.public_key_path),
-            AppendOnlyLog(s.checkpoint_log_path),
-            strict=strict,
-        ).run(since)
-        return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
-
-    def proof(self, event_id: str) -> dict[str, Any]:
-        from trail.integrity.proof import build_proof
-
-        if self.seal is not None:
-            self.seal()
-        return build_proof(self.store, event_id)
-
-    def retention(self, before: str, reason: str) -> dict[str, Any]:
-        from trail.events.model import parse_timestamp
-        from trail.integrity.checkpoint import AppendOnlyLog
-        from trail.integrity.proof import apply_retention
-
-        s = self.settings
-        rec = apply_retention(
-            self.store,
-            s.signing_key(),
-            AppendOnlyLog(s.checkpoint_log_path),
-            parse_timestamp("--before", before),
-            reason,
-        )
-        return {"applied": rec is not None, "record": rec.record() if rec else None}
-
-
-def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBackend:
-    """Open the data directory in-process: the store, and an SDK client writing straight to it."""
-    store = open_store(settings.store_dsn, settings.clickhouse_database)
-    client = Client(
-        service=service,
-        transport=CallbackTransport(store_writer(store)),
-        subject_key=settings.require_subject_key(),
-        spool_dir=settings.effective_spool_dir,
-        spool_max_bytes=settings.spool_max_bytes,
-        environment=settings.mode,
-    )
-    return StoreBackend(store, client, settings=settings, seal=_direct_sealer(settings, store))
-
-
-def _direct_sealer(settings: Settings, store: Store) -> Any:
-    """Without a running sink, direct writes are sealed by this process (if sealing is on)."""
-    sealer = make_sealer(settings, store, None)
-    if sealer is None:
-        return None
-
-    def seal() -> None:
-        sealer.refresh_from_store()  # everything stored beyond the sealed tips
-        sealer.seal()
-
-    return seal
 
 
 class LocalStack:
@@ -365,71 +218,3 @@ class LocalStack:
             self.store.close()
             self.store = None
         log.info("stack.stopped", data_dir=str(self.settings.data_dir))
-
-
-class ApiClient:
-    """What the CLI uses while ``trail up`` runs."""
-
-    def __init__(self, url: str, timeout: float = 120.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def _call(self, method: str, path: str, body: bytes | None = None) -> Any:
-        req = urllib.request.Request(self.url + path, data=body, method=method)  # noqa: S310  # local API URL
-        if body is not None:
-            req.add_header("Content-Type", "application/x-ndjson")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                msg = json.loads(exc.read()).get("error", exc.reason)
-            except ValueError:
-                msg = exc.reason
-            raise TrailError(f"trail up answered {exc.code}: {msg}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TrailError(f"cannot reach trail up at {self.url}: {exc}") from None
-
-    def health(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/v1/health"))
-
-    def emit(self, lines: list[bytes]) -> dict[str, Any]:
-        return dict(self._call("POST", "/v1/events", b"\n".join(lines)))
-
-    def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]:
-        from urllib.parse import urlencode
-
-        params = filters.as_params()
-        if kind == "actor" and key:
-            params["actor"] = key
-        elif kind == "subject" and key:
-            params["subject_ref"] = key
-        return list(self._call("GET", "/v1/events?" + urlencode(params))["events"])
-
-    def gaps(self, producer: str | None) -> list[dict[str, Any]]:
-        from urllib.parse import urlencode
-
-        suffix = "?" + urlencode({"producer": producer}) if producer else ""
-        return list(self._call("GET", "/v1/gaps" + suffix)["gaps"])
-
-    def counts(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/v1/counts"))
-
-    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]:
-        from urllib.parse import urlencode
-
-        params = {"strict": "1" if strict else "0"}
-        if public_key:
-            params["public_key"] = public_key
-        if since is not None:
-            params["since"] = str(since)
-        return dict(self._call("GET", "/v1/verify?" + urlencode(params)))
-
-    def proof(self, event_id: str) -> dict[str, Any]:
-        from urllib.parse import quote
-
-        return dict(self._call("GET", "/v1/proof/" + quote(event_id)))
-
-    def retention(self, before: str, reason: str) -> dict[str, Any]:
-        body = json.dumps({"before": before, "reason": reason}).encode()
-        return dict(self._call("POST", "/v1/retention", body))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trail.config import Settings, load_settings
+from trail.config import Settings, load_settings, resolve_bootstrap
 from trail.sdk.client import Client, ClientStats, Operation
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.transport import CallbackTransport, KafkaTransport, Transport
@@ -41,8 +41,6 @@ __all__ = [
 
 def connect(service: str, *, settings: Settings | None = None, **options: Any) -> Client:
     """A client for ``service`` wired from the settings: Kafka transport, key, spool."""
-    from trail.local.stack import resolve_bootstrap
-
     s = settings or load_settings()
     bootstrap = resolve_bootstrap(s)
     transport = KafkaTransport(bootstrap, s.topic("events"))

@@ -1,0 +1,261 @@
+"""The SQL behind integrity: checkpoints, their ranges, retention records and the verification scans.
+
+``trail.integrity`` holds the logic (chains, Merkle trees, signatures, findings); this module
+holds every statement it sends to the store. Records are the signed JSON documents as text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from trail.storage.store import EVENT_COLUMNS, Store
+
+CHECKPOINT_COLUMNS = ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"]
+RANGE_COLUMNS = ["checkpoint_seq", "producer_id", "first_seq", "last_seq", "tip_hash"]
+
+
+# ------------------------------------------------------------------ the canonical encoding in SQL
+def _opt(key: str, col: str) -> str:
+    return f"if({col} != '', concat(',\"{key}\":', toJSONString({col})), '')"
+
+
+def _opt_first(key: str, col: str) -> str:
+    return f"if({col} != '', concat('\"{key}\":', toJSONString({col})), '')"
+
+
+def _list(col: str) -> str:
+    return f"concat('[', arrayStringConcat(arrayMap(x -> toJSONString(x), {col}), ','), ']')"
+
+
+_LOCATION = (
+    "concat('{', arrayStringConcat(arrayFilter(x -> x != '', ["
+    "if(location_ip != '', concat('\"ip\":', toJSONString(location_ip)), ''), "
+    "if(location_region != '', concat('\"region\":', toJSONString(location_region)), ''), "
+    "if(location_site != '', concat('\"site\":', toJSONString(location_site)), '')]), ','), '}')"
+)
+_DESTINATION = (
+    "if(destination_kind != '', concat(',\"destination\":{\"kind\":', toJSONString(destination_kind), "
+    f"{_opt('name', 'destination_name')}, {_opt('region', 'destination_region')}, '}}'), '')"
+)
+_TARGET = (
+    "concat('{', arrayStringConcat(arrayFilter(x -> x != '', ["
+    f"{_opt_first('dataset', 'target_dataset')}, {_opt_first('resource', 'target_resource')}, "
+    "concat('\"system\":', toJSONString(target_system))]), ','), '}')"
+)
+_ATTRIBUTES = (
+    "concat('{', arrayStringConcat(arrayMap(k -> concat(toJSONString(k), ':', toJSONString(attributes[k])), "
+    "arraySort(mapKeys(attributes))), ','), '}')"
+)
+#: The canonical encoding (sorted keys, compact, UTF-8) of a stored row without its hash, as SQL.
+CANONICAL_SQL = (
+    "concat("
+    "'{\"action\":', toJSONString(action), "
+    "',\"actor\":{', arrayStringConcat(arrayFilter(x -> x != '', ["
+    f"{_opt_first('department', 'actor_department')}, concat('\"id\":', toJSONString(actor_id)), "
+    f"concat('\"kind\":', toJSONString(actor_kind)), {_opt_first('role', 'actor_role')}]), ','), '}}', "
+    f"',\"attributes\":', {_ATTRIBUTES}, "
+    f"{_opt('consent_ref', 'consent_ref')}, "
+    f"',\"data_categories\":', {_list('data_categories')}, "
+    f"{_DESTINATION}, "
+    "',\"event_id\":', toJSONString(toString(event_id)), "
+    "',\"legal_basis\":', toJSONString(legal_basis), "
+    f"',\"location\":', {_LOCATION}, "
+    "',\"occurred_at\":\"', formatDateTime(occurred_at, '%Y-%m-%dT%H:%i:%S.%fZ', 'UTC'), '\"', "
+    "',\"outcome\":', toJSONString(outcome), "
+    '\',"producer":{"id":\', toJSONString(producer_id), \',"prev":\', toJSONString(producer_prev), '
+    "',\"seq\":', toString(producer_seq), '}', "
+    "',\"purpose\":', toJSONString(purpose), "
+    "',\"record_count\":', toString(record_count), "
+    '\',"schema":"trail.audit/v1"\', '
+    '\',"source":{"environment":\', toJSONString(source_environment), \',"host":\', toJSONString(source_host), '
+    "',\"service\":', toJSONString(source_service), '}', "
+    f"',\"subject_refs\":', {_list('subject_refs')}, "
+    f"',\"target\":', {_TARGET}, "
+    "'}')"
+)
+#: The SHA-256 of that encoding, as lowercase hex: what a stored row's ``hash`` must equal.
+RECOMPUTED_SQL = f"lower(hex(SHA256({CANONICAL_SQL})))"
+_JSON_SETTINGS = " SETTINGS output_format_json_escape_forward_slashes = 0"
+
+
+# ------------------------------------------------------------------ checkpoints
+def checkpoint_records(store: Store) -> list[str]:
+    """Every checkpoint record in the store (there may be several rows per number), by number."""
+    return [str(r["record"]) for r in store.query("SELECT record FROM {db}.checkpoints ORDER BY seq")]
+
+
+def last_checkpoint_record(store: Store) -> str | None:
+    rows = store.query("SELECT record FROM {db}.checkpoints ORDER BY seq DESC LIMIT 1")
+    return str(rows[0]["record"]) if rows else None
+
+
+def checkpoint_record(store: Store, seq: int) -> str | None:
+    rows = store.query("SELECT record FROM {db}.checkpoints WHERE seq = {s:UInt64} LIMIT 1", {"s": seq})
+    return str(rows[0]["record"]) if rows else None
+
+
+def insert_checkpoint(store: Store, row: Sequence[Any], ranges: Sequence[Sequence[Any]]) -> None:
+    """One checkpoint (``CHECKPOINT_COLUMNS``) and the producer ranges it seals (``RANGE_COLUMNS``)."""
+    store.insert_rows("checkpoints", CHECKPOINT_COLUMNS, [list(row)])
+    if ranges:
+        store.insert_rows("checkpoint_ranges", RANGE_COLUMNS, [list(r) for r in ranges])
+
+
+def sealed_tips(store: Store) -> dict[str, tuple[int, str]]:
+    """Per producer: the last sealed seq and the hash at it."""
+    rows = store.query(
+        "SELECT producer_id, max(last_seq) AS last, argMax(tip_hash, last_seq) AS tip "
+        "FROM {db}.checkpoint_ranges GROUP BY producer_id"
+    )
+    return {str(r["producer_id"]): (int(r["last"]), str(r["tip"])) for r in rows}
+
+
+def unsealed_positions(store: Store) -> list[tuple[str, int, str, str]]:
+    """``(producer, seq, hash, prev)`` of stored events beyond their producer's sealed tip."""
+    rows = store.query(
+        "SELECT DISTINCT e.producer_id AS p, e.producer_seq AS s, e.hash AS h, e.producer_prev AS prev "
+        "FROM {db}.events AS e LEFT JOIN (SELECT producer_id, max(last_seq) AS last FROM {db}.checkpoint_ranges "
+        "GROUP BY producer_id) AS t ON e.producer_id = t.producer_id "
+        "WHERE e.producer_seq > t.last"
+    )
+    return [(str(r["p"]), int(r["s"]), str(r["h"]), str(r["prev"])) for r in rows]
+
+
+def checkpoint_sealing(store: Store, producer_id: str, seq: int) -> str | None:
+    """The record of the first checkpoint whose ranges seal this producer position."""
+    rows = store.query(
+        "SELECT c.record AS record FROM {db}.checkpoint_ranges AS r INNER JOIN {db}.checkpoints AS c "
+        "ON c.seq = r.checkpoint_seq WHERE r.producer_id = {p:String} AND r.first_seq <= {s:UInt64} "
+        "AND r.last_seq >= {s:UInt64} ORDER BY c.seq LIMIT 1",
+        {"p": producer_id, "s": seq},
+    )
+    return str(rows[0]["record"]) if rows else None
+
+
+def checkpoints_created_before(store: Store, before: datetime) -> list[str]:
+    rows = store.query(
+        "SELECT record FROM {db}.checkpoints WHERE created_at < {b:DateTime64(3, 'UTC')} ORDER BY seq",
+        {"b": before.astimezone(UTC).replace(tzinfo=None)},
+    )
+    return [str(r["record"]) for r in rows]
+
+
+def range_hashes(store: Store, producer_id: str, first: int, last: int) -> list[tuple[int, str]]:
+    """``(seq, hash)`` of one producer's stored events from ``first`` to ``last``, in order."""
+    rows = store.query(
+        "SELECT DISTINCT producer_seq AS seq, hash FROM {db}.events WHERE producer_id = {p:String} "
+        "AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64} ORDER BY seq",
+        {"p": producer_id, "a": first, "b": last},
+    )
+    return [(int(r["seq"]), str(r["hash"])) for r in rows]
+
+
+# ------------------------------------------------------------------ retention
+def retention_records(store: Store) -> list[str]:
+    return [str(r["record"]) for r in store.query("SELECT record FROM {db}.retention_records ORDER BY seq")]
+
+
+def next_retention_seq(store: Store) -> int:
+    rows = store.query("SELECT max(seq) AS s FROM {db}.retention_records")
+    return int(rows[0]["s"] or 0) + 1 if rows else 1
+
+
+def insert_retention_record(store: Store, seq: int, digest: str, created_at: str, record: str) -> None:
+    store.insert_rows("retention_records", ["seq", "hash", "created_at", "record"], [[seq, digest, created_at, record]])
+
+
+def delete_range(store: Store, producer_id: str, first: int, last: int) -> None:
+    """Delete one producer's events from ``first`` to ``last`` and their subject index rows."""
+    cond = "producer_id = {p:String} AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64}"
+    params = {"p": producer_id, "a": first, "b": last}
+    store.command(
+        f"DELETE FROM {{db}}.subject_index WHERE event_id IN (SELECT event_id FROM {{db}}.events WHERE {cond})",
+        params,
+    )
+    store.command(f"ALTER TABLE {{db}}.events DELETE WHERE {cond} SETTINGS mutations_sync = 2", params)
+
+
+# ------------------------------------------------------------------ verification scans
+@dataclass
+class ScanSource:
+    """The rows a verification reads: all events, or (``--since``) a scope built in the store."""
+
+    sql: str
+    tables: tuple[str, ...] = ()
+
+    def drop(self, store: Store) -> None:
+        for table in self.tables:
+            store.command(f"DROP TABLE IF EXISTS {{db}}.{table}")
+
+
+ALL_EVENTS = ScanSource("{db}.events")
+
+
+def scoped_source(store: Store, from_seq: dict[str, int], known: Sequence[str]) -> ScanSource:
+    """Rows of each producer in ``from_seq`` from that seq on, plus every row of producers not in
+    ``known``. Built as two small tables joined in the store, so the scan stays in native code."""
+    suffix = uuid.uuid4().hex[:8]
+    scope, known_table = f"verify_scope_{suffix}", f"verify_known_{suffix}"
+    store.command(f"CREATE TABLE {{db}}.{scope} (producer_id String, from_seq UInt64) ENGINE = Memory")
+    store.command(f"CREATE TABLE {{db}}.{known_table} (producer_id String) ENGINE = Memory")
+    source = ScanSource(
+        f"(SELECT e.* FROM {{db}}.events AS e INNER JOIN {{db}}.{scope} AS s ON e.producer_id = s.producer_id "
+        "WHERE e.producer_seq >= s.from_seq UNION ALL SELECT * FROM {db}.events "
+        f"WHERE producer_id NOT IN (SELECT producer_id FROM {{db}}.{known_table}))",
+        (scope, known_table),
+    )
+    try:
+        store.insert_rows(scope, ["producer_id", "from_seq"], [[p, s] for p, s in from_seq.items()])
+        store.insert_rows(known_table, ["producer_id"], [[p] for p in known])
+    except BaseException:
+        source.drop(store)
+        raise
+    return source
+
+
+def hash_mismatches(store: Store, source: ScanSource) -> list[tuple[str, int, str, str]]:
+    """``(producer, seq, event_id, hash)`` of rows whose content does not hash to their hash in SQL."""
+    rows = store.query(
+        "SELECT DISTINCT producer_id AS p, producer_seq AS s, toString(event_id) AS e, hash AS h "
+        f"FROM {source.sql} WHERE {RECOMPUTED_SQL} != hash" + _JSON_SETTINGS
+    )
+    return [(str(r["p"]), int(r["s"]), str(r["e"]), str(r["h"])) for r in rows]
+
+
+def chain_rows(store: Store, source: ScanSource) -> Iterator[list[tuple[Any, ...]]]:
+    """Blocks of ``(producer, seq, hash, prev, event_id)``, every distinct row, by producer and seq."""
+    yield from store.stream_rows(
+        "SELECT DISTINCT producer_id, producer_seq, hash, producer_prev, toString(event_id) AS event_id "
+        f"FROM {source.sql} ORDER BY producer_id, producer_seq"
+    )
+
+
+def rows_by_event_ids(store: Store, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Every distinct stored row of these events (all columns), for exact checks in Python."""
+    select = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
+    return store.query(
+        f"SELECT DISTINCT {select} FROM {{db}}.events WHERE toString(event_id) IN {{ids:Array(String)}}",
+        {"ids": list(event_ids)},
+    )
+
+
+# ------------------------------------------------------------------ the tamper drill's statements
+def tamper_delete_event(store: Store, event_id: str) -> None:
+    store.command(
+        "ALTER TABLE {db}.events DELETE WHERE event_id = {id:UUID} SETTINGS mutations_sync = 2", {"id": event_id}
+    )
+
+
+def tamper_set_purpose(store: Store, event_id: str, purpose: str) -> None:
+    store.command(
+        "ALTER TABLE {db}.events UPDATE purpose = {v:String} WHERE event_id = {id:UUID} SETTINGS mutations_sync = 2",
+        {"v": purpose, "id": event_id},
+    )
+
+
+def tamper_delete_checkpoint(store: Store, seq: int) -> None:
+    store.command("ALTER TABLE {db}.checkpoints DELETE WHERE seq = {s:UInt64} SETTINGS mutations_sync = 2", {"s": seq})
