@@ -17,7 +17,7 @@ from typing import Any
 from trail.config import Settings
 from trail.errors import SpoolFullError, TrailError, ValidationError
 from trail.events.model import parse_timestamp
-from trail.ingest.decode import Rejected, decode
+from trail.events.wire import Rejected, decode
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trail.errors import TransportUnavailable
-from trail.ingest.decode import Rejected, decode
+from trail.events.wire import Rejected, decode
 from trail.sdk.client import Client
 
 TEST_KEY = b"trail-testing-key-not-for-production-use-0123456789"

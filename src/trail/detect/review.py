@@ -24,6 +24,7 @@ from typing import Final, Protocol
 from trail.detect.alerts import Alert, alert_from_row, alert_row, rfc3339
 from trail.detect.rules import RULE_NAMES, SEVERITIES
 from trail.errors import TrailError, UsageError, ValidationError
+from trail.events.model import ActorKind
 from trail.sdk.client import Client
 from trail.storage import alerts as sql
 from trail.storage.store import Store
@@ -198,7 +199,7 @@ def review_alert(
     *,
     reviewer: str,
     reason: str,
-    reviewer_kind: str = "staff",
+    reviewer_kind: ActorKind = "staff",
 ) -> Alert:
     """Acknowledge (``ack``) or dismiss (``dismiss``) an alert; returns the stored alert.
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
 
 import orjson
 
@@ -38,8 +38,10 @@ MAX_ID_LEN: Final = 256
 MAX_TEXT_LEN: Final = 1024
 MAX_ATTR_KEY_LEN: Final = 64
 
-ACTOR_KINDS: Final = ("staff", "service", "agent", "subject", "system")
-ACTIONS: Final = (
+#: The enumerations of the v1 event as types (the SDK's keyword arguments are typed with them);
+#: the tuples below are built from them, so the two never disagree.
+ActorKind = Literal["staff", "service", "agent", "subject", "system"]
+Action = Literal[
     "collect",
     "view",
     "query",
@@ -60,8 +62,8 @@ ACTIONS: Final = (
     "consent_grant",
     "consent_withdraw",
     "access_request",
-)
-DATA_CATEGORIES: Final = (
+]
+DataCategory = Literal[
     "name",
     "birth_date",
     "id_number",
@@ -85,7 +87,14 @@ DATA_CATEGORIES: Final = (
     "criminal_record",
     "minor",
     "other",
-)
+]
+LegalBasis = Literal["consent", "contract", "hr", "public_duty", "news", "disclosed", "law"]
+Outcome = Literal["success", "denied", "error"]
+DestinationKind = Literal["file", "media", "third_party", "public", "abroad"]
+
+ACTOR_KINDS: Final[tuple[ActorKind, ...]] = get_args(ActorKind)
+ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
+DATA_CATEGORIES: Final[tuple[DataCategory, ...]] = get_args(DataCategory)
 #: Shenzhen Art. 18-20, Dalian 6.3.3: explicit consent required.
 SENSITIVE_CATEGORIES: Final = frozenset(
     {
@@ -101,11 +110,80 @@ SENSITIVE_CATEGORIES: Final = frozenset(
         "id_number",
     }
 )
-LEGAL_BASES: Final = ("consent", "contract", "hr", "public_duty", "news", "disclosed", "law")
-OUTCOMES: Final = ("success", "denied", "error")
-DESTINATION_KINDS: Final = ("file", "media", "third_party", "public", "abroad")
+LEGAL_BASES: Final[tuple[LegalBasis, ...]] = get_args(LegalBasis)
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
+DESTINATION_KINDS: Final[tuple[DestinationKind, ...]] = get_args(DestinationKind)
 #: Actions that move data somewhere; ``destination`` is meaningful for these.
 MOVING_ACTIONS: Final = frozenset({"copy", "export", "print", "transfer", "provide", "disclose"})
+
+
+class Actor(TypedDict):
+    """Who performed the operation (MIIT Art. 13(6) "personnel")."""
+
+    kind: ActorKind
+    id: str
+    role: NotRequired[str]
+    department: NotRequired[str]
+
+
+class Source(TypedDict):
+    """Where the operation ran; the SDK fills it from its configuration."""
+
+    service: str
+    host: str
+    environment: str
+
+
+class Location(TypedDict, total=False):
+    """MIIT Art. 13(6) "place"."""
+
+    ip: str
+    site: str
+    region: str
+
+
+class Target(TypedDict):
+    """The data store that was touched."""
+
+    system: str
+    dataset: NotRequired[str]
+    resource: NotRequired[str]
+
+
+class Destination(TypedDict):
+    """Where data went, for copy, export, print, transfer, provide and disclose."""
+
+    kind: DestinationKind
+    name: NotRequired[str]
+    region: NotRequired[str]
+
+
+class EventFields(TypedDict, total=False):
+    """The keyword arguments of ``Client.record`` (DESIGN.md §3).
+
+    None is required by the type, because a client's ``defaults`` may supply any of them;
+    ``record`` still refuses an event that lacks ``actor``, ``action``, ``data_categories``,
+    ``purpose``, ``legal_basis`` or ``target`` once the defaults are applied.
+    """
+
+    schema: str
+    event_id: str
+    occurred_at: str | datetime
+    actor: Actor
+    action: Action
+    subject_ids: list[str]
+    record_count: int
+    data_categories: list[DataCategory]
+    purpose: str
+    legal_basis: LegalBasis
+    consent_ref: str
+    source: Source
+    location: Location
+    target: Target
+    destination: Destination
+    outcome: Outcome
+    attributes: dict[str, str]
+
 
 _ACTOR_KINDS = frozenset(ACTOR_KINDS)
 _ACTIONS = frozenset(ACTIONS)

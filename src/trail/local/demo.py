@@ -17,13 +17,14 @@ import random
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 import click
 
 from trail.config import Settings
 from trail.errors import UsageError
+from trail.events.model import LegalBasis, Location, Target
 from trail.local.stack import LocalStack
 from trail.sdk.client import Client
 from trail.sdk.pseudonymise import Pseudonymiser
@@ -57,6 +58,13 @@ def _day_start() -> datetime:
     return (today - timedelta(days=1)).astimezone(UTC)
 
 
+class _CrmCommon(TypedDict, total=False):
+    purpose: str
+    legal_basis: LegalBasis
+    target: Target
+    location: Location
+
+
 def _at(day: datetime, hour: float) -> datetime:
     return day + timedelta(seconds=hour * 3600)
 
@@ -73,7 +81,7 @@ def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[s
     sent = 0
     crm, billing, marketing = clients["crm"], clients["billing"], clients["marketing"]
     staff = [f"E{1000 + i}" for i in range(40)]
-    crm_common = {
+    crm_common: _CrmCommon = {
         "purpose": "customer service",
         "legal_basis": "contract",
         "target": {"system": "crm", "dataset": "customers"},
@@ -88,7 +96,7 @@ def simulate(clients: dict[str, Client], n_events: int, seed: int = 7) -> dict[s
             subject_ids=[_subject(i)],
             data_categories=["name", "phone", "address"],
             consent_ref=f"CONSENT-{i:06d}",
-            **{**crm_common, "legal_basis": "consent", "purpose": "account opening"},
+            **(crm_common | _CrmCommon(legal_basis="consent", purpose="account opening")),
         )
         sent += 1
     # 2. support work: views and corrections during working hours.

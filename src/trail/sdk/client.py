@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, Unpack
 
 from trail.errors import ClientClosedError, SpoolFullError, TransportUnavailable
-from trail.events.model import canonical_bytes, new_event_id, validate_input
+from trail.events.model import EventFields, canonical_bytes, new_event_id, validate_input
 from trail.logging import get_logger
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.spool import Spool, find_orphans
@@ -135,7 +135,7 @@ class Client:
         self._worker.start()
 
     # ---------------------------------------------------------------- caller side
-    def record(self, **fields: Any) -> str:
+    def record(self, **fields: Unpack[EventFields]) -> str:
         """Validate, pseudonymise and enqueue one event; returns its ``event_id``.
 
         Keyword arguments are the fields of DESIGN.md §3 (``actor``, ``action``,
@@ -145,13 +145,12 @@ class Client:
         """
         if self._closed:
             raise ClientClosedError("this trail client is closed; create a new one")
-        if self.defaults:
-            fields = {**self.defaults, **fields}
-        if "source" not in fields:
-            fields["source"] = self.source
-        if "location" not in fields and self.location:
-            fields["location"] = self.location
-        ev = validate_input(fields)
+        raw: dict[str, Any] = {**self.defaults, **fields} if self.defaults else dict(fields)
+        if "source" not in raw:
+            raw["source"] = self.source
+        if "location" not in raw and self.location:
+            raw["location"] = self.location
+        ev = validate_input(raw)
         ids = ev.pop("subject_ids")
         ev["subject_refs"] = self._pseudo.refs(ids) if ids else []
         self._enqueue(ev)
@@ -181,7 +180,7 @@ class Client:
         return ev["event_id"]  # type: ignore[no-any-return]
 
     def record_event(self, event: Mapping[str, Any]) -> str:
-        """Record an event given as a mapping (as read from a JSON line)."""
+        """Record an event given as a mapping (as read from a JSON line); validated as ``record`` does."""
         return self.record(**dict(event))
 
     def _enqueue(self, ev: dict[str, Any]) -> None:
