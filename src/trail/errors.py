@@ -18,7 +18,11 @@ value. Exit statuses and HTTP statuses are not properties of these classes: the 
     ├── Refused                   an incident command broke a rule; nothing was recorded
     ├── NotFound                  no incident (or other record) with this reference
     ├── Conflict                  the record changed between reading and saving
-    └── PlaybookError             a playbook is invalid (``file:line: key: reason``)
+    ├── PlaybookError             a playbook is invalid (``file:line: key: reason``)
+    ├── Unauthorized              no valid token: missing, unknown, expired or revoked (API: 401)
+    ├── Forbidden                 the principal's roles do not allow the request (API: 403)
+    ├── RateLimited               too many requests or failed authentications (API: 429)
+    └── TooLarge                  a request body over its limit (API: 413)
 """
 
 from __future__ import annotations
@@ -91,3 +95,23 @@ class Conflict(TrailError):
 
 class PlaybookError(TrailError):
     """A playbook file is invalid; the message starts with ``file:line:``."""
+
+
+class Unauthorized(TrailError):
+    """The request carries no valid token (missing, unknown, expired, revoked, disabled)."""
+
+
+class Forbidden(TrailError):
+    """The principal is authenticated but none of its roles allows this request."""
+
+
+class RateLimited(TrailError):
+    """Too many requests (per principal) or failed authentications (per client address)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TooLarge(TrailError):
+    """A request body over its limit; it was not read to the end."""

@@ -93,3 +93,36 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+# -------------------------------------------------------------------- the API, when one runs
+LOCAL_LOOKUP_PURPOSE = "local owner lookup (trail query subject on the data directory's machine; no purpose given)"
+
+
+def api_token(settings: Settings) -> str | None:
+    """``TRAIL_TOKEN`` (or ``TRAIL_TOKEN_FILE``), else the local principal's token file of ``trail up``."""
+    if settings.token:
+        return settings.token
+    try:
+        return settings.local_token_path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def api_client(settings: Settings) -> Any:
+    """The API to go through: ``TRAIL_API_URL``, else the ``trail up`` running on the data
+    directory; None when neither (direct mode: the command opens the data directory itself)."""
+    from trail.api.client import ApiClient
+    from trail.config import running_server
+
+    url = settings.api_url
+    if not url:
+        info = running_server(settings)
+        url = str(info["api"]) if info else None
+    if not url:
+        return None
+    return ApiClient(url, api_token(settings))
+
+
+def uses_local_token(settings: Settings) -> bool:
+    return not settings.token and not settings.api_url

@@ -9,13 +9,16 @@ from typing import Any
 from trail.errors import TrailError
 
 
-def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator[Any]:
+def read_to_end(
+    bootstrap: str, topic: str, timeout_s: float = 60.0, *, options: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """Every record of ``topic`` up to the end offsets seen at the start, partition by partition
-    in offset order. Raises TrailError when the end is not reached within ``timeout_s``."""
+    in offset order. Raises TrailError when the end is not reached within ``timeout_s``.
+    ``options``: the broker's security settings (``trail.config.kafka_options``)."""
     from kafka import KafkaConsumer, TopicPartition
 
     reader = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, bootstrap_timeout_ms=10_000
+        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, bootstrap_timeout_ms=10_000, **(options or {})
     )
     try:
         parts = reader.partitions_for_topic(topic) or set()
