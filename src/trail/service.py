@@ -370,6 +370,7 @@ def build_api_services(
     seal: Any = None,
     extra_health: Any = None,
     access: Any = None,
+    transport: Callable[[], Any] | None = None,
 ) -> ApiServices:
     """The API's services over a store and a broker: one SDK client for the events services send
     (``trail-api``), another for the access log (``trail-access``: its own producer chain)."""
@@ -386,7 +387,7 @@ def build_api_services(
     def client(service: str) -> Client:
         return Client(
             service=service,
-            transport=KafkaTransport(bootstrap, settings.topic("events"), extra=options),
+            transport=transport() if transport else KafkaTransport(bootstrap, settings.topic("events"), extra=options),
             subject_key=settings.require_subject_key(),
             spool_dir=settings.effective_spool_dir,
             spool_max_bytes=settings.spool_max_bytes,

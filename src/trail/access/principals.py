@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from trail.access.roles import ROLES
-from trail.errors import UsageError
+from trail.errors import UsageError, ValidationError
 
 KINDS: Final = ("staff", "service")
 #: Names trail uses for itself; no principal may take them.
@@ -27,8 +27,8 @@ def normalise_name(name: str, what: str = "name") -> str:
     """The canonical form of a principal (or responder) name; refuses what cannot be one."""
     text = unicodedata.normalize("NFKC", str(name)).strip().casefold()
     if not _NAME.match(text):
-        raise UsageError(
-            f"{what}: 1-64 characters, ASCII letters, digits, '.', '_', '-' or '@', starting with a letter or digit"
+        raise ValidationError(
+            what, "1-64 characters, ASCII letters, digits, '.', '_', '-' or '@', starting with a letter or digit"
         )
     return text
 
@@ -76,7 +76,7 @@ def check_new(
     """A new principal's canonical name, kind and roles, or a UsageError saying what is wrong."""
     canon = normalise_name(name)
     if canon in RESERVED or (canon == LOCAL and not local):
-        raise UsageError(f"name: '{canon}' is reserved")
+        raise ValidationError("name", f"'{canon}' is reserved")
     if kind not in KINDS:
         raise UsageError(f"kind: one of {', '.join(KINDS)}")
     wanted = tuple(r for r in ROLES if r in set(roles))

@@ -120,23 +120,27 @@ class RetentionService:
 
 
 def incident_holds(service: Any) -> Callable[[], list[Hold]]:
-    """The evidence window of every incident not yet closed, as holds."""
+    """For every incident not yet closed, a hold over its evidence: the span of the events its
+    evidence covers and of the windows of the alerts it was opened from."""
+
+    def parse(text: Any) -> datetime | None:
+        if not text:
+            return None
+        return _aware(datetime.fromisoformat(str(text).replace("Z", "+00:00")))
 
     def holds() -> list[Hold]:
         out: list[Hold] = []
         for row in service.summaries():
             if row["status"] == "closed":
                 continue
-            ev = service.view(row["ref"]).get("evidence") or {}
-            start, end = ev.get("window_start"), ev.get("window_end")
-            if start and end:
-                out.append(
-                    (
-                        _aware(datetime.fromisoformat(str(start).replace("Z", "+00:00"))),
-                        _aware(datetime.fromisoformat(str(end).replace("Z", "+00:00"))),
-                        f"the evidence of open incident {row['ref']}",
-                    )
-                )
+            view = service.view(row["ref"])
+            ev = view.get("evidence") or {}
+            times = [parse(ev.get("window_start")), parse(ev.get("window_end"))]
+            for a in view.get("alerts") or []:
+                times += [parse(a.get("window_start")), parse(a.get("window_end"))]
+            known = [t for t in times if t is not None]
+            if known:
+                out.append((min(known), max(known), f"the evidence of open incident {row['ref']}"))
         return out
 
     return holds

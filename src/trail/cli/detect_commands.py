@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from trail.cli.common import FORMATS, TrailGroup, api_client, data_dir_option, emit_rows, settings_for
-from trail.config import Settings
+from trail.config import Settings, kafka_options
 from trail.detect.alerts import STATUSES, Alert
 from trail.detect.review import Alerts, SplitAlerts, StoreAlerts, TopicAlerts, get_alert, list_alerts, review_alert
 from trail.detect.rules import RULE_NAMES, SEVERITIES, load_rules, rules_from_settings
@@ -63,12 +63,17 @@ def _open(settings: Settings, *, review: bool) -> tuple[Alerts, Client | None, C
         return alerts, client, close_stack
     if settings.kafka_bootstrap:
         store = open_store(settings.store_dsn, settings.clickhouse_database)
-        alerts = SplitAlerts(StoreAlerts(store), TopicAlerts(settings.kafka_bootstrap, settings.topic("alerts")))
+        alerts = SplitAlerts(
+            StoreAlerts(store),
+            TopicAlerts(settings.kafka_bootstrap, settings.topic("alerts"), options=kafka_options(settings)),
+        )
         client = None
         if review:
             client = Client(
                 service="trail-cli",
-                transport=KafkaTransport(settings.kafka_bootstrap, settings.topic("events")),
+                transport=KafkaTransport(
+                    settings.kafka_bootstrap, settings.topic("events"), extra=kafka_options(settings)
+                ),
                 subject_key=settings.require_subject_key(),
                 spool_dir=settings.effective_spool_dir,
                 environment=settings.mode,

@@ -41,7 +41,7 @@ from trail.detect.engine import Engine, event_ts
 from trail.detect.rules import RuleSet
 from trail.errors import StoreError, TrailError, ValidationError
 from trail.events.model import ACTIONS, ACTOR_KINDS, MAX_EVENT_BYTES, OUTCOMES, SCHEMA_V1, validate_wire
-from trail.ingest.topics import assign_all, close_quietly, consumer_options, seek_committed
+from trail.ingest.topics import assign_all, close_quietly, consumer_options, security_options, seek_committed
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -197,6 +197,7 @@ class Detector:
             enable_idempotence=True,
             linger_ms=2,
             bootstrap_timeout_ms=10_000,
+            **security_options(self.cfg.consumer_options),
         )
 
     def _restore(self) -> None:

@@ -24,10 +24,17 @@ from trail.storage.store import Store
 log = get_logger("trail.detect")
 
 
+def _security(settings: Any) -> dict[str, Any]:
+    from trail.config import Settings, kafka_options
+
+    return kafka_options(settings) if isinstance(settings, Settings) else {}
+
+
 def detector_config(settings: Any, bootstrap: str, **overrides: Any) -> DetectorConfig:
     """The detector's configuration from the settings (TRAIL_DETECTOR_CHECKPOINT_SECONDS, when
     the settings have it, else 300 s)."""
     overrides.setdefault("checkpoint_seconds", float(getattr(settings, "detector_checkpoint_seconds", 300.0)))
+    overrides["consumer_options"] = {**_security(settings), **overrides.get("consumer_options", {})}
     return DetectorConfig(
         bootstrap=bootstrap,
         topic=settings.topic("events"),
@@ -38,6 +45,7 @@ def detector_config(settings: Any, bootstrap: str, **overrides: Any) -> Detector
 
 
 def alert_sink_config(settings: Any, bootstrap: str, **overrides: Any) -> AlertSinkConfig:
+    overrides["consumer_options"] = {**_security(settings), **overrides.get("consumer_options", {})}
     return AlertSinkConfig(
         bootstrap=bootstrap,
         topic=settings.topic("alerts"),

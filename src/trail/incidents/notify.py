@@ -241,7 +241,9 @@ def _audit_client(settings: Settings, backend: Any) -> Any:
     if info:
         transport = KafkaTransport(str(info["kafka"]), settings.topic("events"))
     elif settings.kafka_bootstrap:
-        transport = KafkaTransport(settings.kafka_bootstrap, settings.topic("events"))
+        from trail.config import kafka_options
+
+        transport = KafkaTransport(settings.kafka_bootstrap, settings.topic("events"), extra=kafka_options(settings))
     else:
         from trail.service import store_writer
 

@@ -191,6 +191,10 @@ def _unusable(alert: Alert) -> str:
 
 def trigger_config(settings: Any, bootstrap: str, **overrides: Any) -> TriggerConfig:
     severities = tuple(x.strip() for x in str(settings.incident_severities).split(",") if x.strip())
+    from trail.config import Settings, kafka_options
+
+    if isinstance(settings, Settings):
+        overrides["consumer_options"] = {**kafka_options(settings), **overrides.get("consumer_options", {})}
     return TriggerConfig(
         bootstrap=bootstrap,
         topic=settings.topic("alerts"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trail.config import Settings, resolve_bootstrap
+from trail.config import Settings, kafka_options, resolve_bootstrap
 from trail.errors import StoreError
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
 from trail.logging import get_logger
@@ -23,6 +23,7 @@ def build_sink(settings: Settings, **overrides: Any) -> Sink:
 
     store = open_store(settings.store_dsn, settings.clickhouse_database)
     bootstrap = resolve_bootstrap(settings)
+    overrides["consumer_options"] = {**kafka_options(settings), **overrides.get("consumer_options", {})}
     cfg = SinkConfig(
         bootstrap=bootstrap,
         topic=settings.topic("events"),
@@ -34,7 +35,7 @@ def build_sink(settings: Settings, **overrides: Any) -> Sink:
         seal_seconds=settings.checkpoint_seconds,
         **overrides,
     )
-    return Sink(cfg, store, make_sealer(settings, store, bootstrap))
+    return Sink(cfg, store, make_sealer(settings, store, bootstrap, kafka_options(settings)))
 
 
 def run_sink(settings: Settings) -> int:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from trail.errors import StoreError, TrailError
 from trail.ingest.decode import Rejected, decode
-from trail.ingest.topics import close_quietly, consumer_options
+from trail.ingest.topics import close_quietly, consumer_options, security_options
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -125,6 +125,7 @@ class Sink:
             enable_idempotence=True,
             linger_ms=5,
             bootstrap_timeout_ms=10_000,
+            **security_options(self.cfg.consumer_options),
         )
 
     def run(self) -> SinkStats:

@@ -56,6 +56,12 @@ def consumer_options(
     return opts
 
 
+def security_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The broker security settings among a role's client options (``trail.config.kafka_options``),
+    for the producers a consumer role also runs."""
+    return {k: v for k, v in opts.items() if k.startswith(("security_", "sasl_", "ssl_"))}
+
+
 def assign_all(consumer: Any, topic: str, stop: Any, *, seek: bool = True, timeout_s: float = 30.0) -> list[Any]:
     """Assign every partition of ``topic`` (waiting for it to exist) and, with ``seek``, move each to
     its committed offset, or to the beginning when the group has none. For consumers that need all

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from trail.config import Settings, running_server, server_file
+from trail.config import Settings, kafka_options, running_server, server_file
 from trail.config import resolve_bootstrap as resolve_bootstrap
 from trail.detect.runtime import DetectionHandle, start_detection
 from trail.errors import TrailError
@@ -82,9 +82,10 @@ class LocalStack:
                     batch_seconds=s.sink_batch_seconds,
                     max_deadletter_ratio=s.sink_max_deadletter_ratio,
                     seal_seconds=s.checkpoint_seconds,
+                    consumer_options=kafka_options(s),
                 ),
                 self.store,
-                make_sealer(s, self.store, self.bootstrap),
+                make_sealer(s, self.store, self.bootstrap, kafka_options(s)),
             )
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
