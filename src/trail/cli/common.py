@@ -12,7 +12,16 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from trail.config import Settings, load_settings
-from trail.errors import ConfigError, NotFound, Refused, TrailError, UsageError, ValidationError
+from trail.errors import (
+    ConfigError,
+    Forbidden,
+    NotFound,
+    Refused,
+    TrailError,
+    Unauthorized,
+    UsageError,
+    ValidationError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -53,7 +62,7 @@ class TrailGroup(click.Group):
         except click.UsageError as exc:  # a missing option, a bad choice: one line, like our own errors
             hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
             _fail(exc.format_message() + hint, 2)
-        except (ValidationError, ConfigError, UsageError, Refused, NotFound) as exc:
+        except (ValidationError, ConfigError, UsageError, Refused, NotFound, Unauthorized, Forbidden) as exc:
             _fail(str(exc), 2)
         except TrailError as exc:
             _fail(str(exc), 3)
