@@ -136,6 +136,8 @@ class AccessMiddleware:
                 await for_exception(refusal)(scope, receive, send_wrapped)
                 return
             state["principal"], state["role"], state["token_id"] = auth.principal, role, auth.token_id
+            if template != "/v1/events":
+                _json_content_type(scope)
             limited = self._limit_body(scope, receive, template or "")
             await self.app(scope, limited, send_wrapped)
         finally:
@@ -229,3 +231,13 @@ def _bearer(scope: Scope) -> str | None:
                 return token.strip()
             return None
     return None
+
+
+def _json_content_type(scope: Scope) -> None:
+    """Bodies other than ``POST /v1/events`` are JSON: a missing or form content type (what
+    ``curl -d`` and urllib send by default) is read as JSON rather than refused."""
+    headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
+    given = dict(scope.get("headers") or []).get(b"content-type", b"")
+    kind = given.split(b";")[0].strip().lower()
+    if kind in (b"", b"application/x-www-form-urlencoded", b"text/plain"):
+        scope["headers"] = [*headers, (b"content-type", b"application/json")]
