@@ -402,3 +402,33 @@ def test_sql_answers_selects_with_limits_and_logs_the_text(fresh: Api) -> None:
     runner = api.services.sql
     runner.check = lambda text: text  # past the parser: ClickHouse itself still runs it readonly
     assert runner.run("SELECT getSetting('readonly') AS r").rows == [[1]]
+
+
+# --------------------------------------------------------------------------- limits
+def test_bodies_over_the_limit_are_413_and_repeated_failures_429(tmp_path: Path, store: Store) -> None:
+    """A body over its limit is 413 (announced: unread); an address that keeps failing to
+    authenticate gets 429 with Retry-After, and so does a principal over its request rate."""
+    gen = make_api(tmp_path, store, TRAIL_API_MAX_BODY_BYTES="2048", TRAIL_API_AUTH_FAILURES_PER_MINUTE="5",
+                   TRAIL_API_RATE_PER_PRINCIPAL="3")  # fmt: skip
+    api = next(gen)
+    try:
+        res = api.client.post("/v1/events", content=b"x" * 4096, headers=api.as_("service"))
+        assert res.status_code == 413 and "2048" in res.json()["error"]
+        res = api.client.post("/v1/sql", content=b'{"query": "' + b"x" * (2 << 20) + b'"}', headers=api.as_("analyst"))
+        assert res.status_code == 413
+        codes = [api.client.get("/v1/counts", headers={"Authorization": "Bearer trail_wrong"}).status_code
+                 for _ in range(8)]  # fmt: skip
+        assert codes[:5] == [401] * 5 and codes[-1] == 429
+        res = api.client.get("/v1/counts", headers=api.as_("analyst"))
+        assert res.status_code == 429 and int(res.headers["retry-after"]) >= 1, "the address is held, token or not"
+        other = make_api(tmp_path / "b", store, TRAIL_API_RATE_PER_PRINCIPAL="3")
+        api2 = next(other)
+        try:
+            codes = [api2.client.get("/v1/counts", headers=api2.as_("analyst")).status_code for _ in range(10)]
+            assert codes[0] == 200 and 429 in codes
+        finally:
+            other.close()
+        denied = [e for e in api.access_log() if e["outcome"] == "denied"]
+        assert {e["attributes"]["status"] for e in denied} >= {"401", "429"}
+    finally:
+        gen.close()

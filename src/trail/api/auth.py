@@ -138,8 +138,13 @@ class AccessMiddleware:
             state["principal"], state["role"], state["token_id"] = auth.principal, role, auth.token_id
             if template != "/v1/events":
                 _json_content_type(scope)
-            limited = self._limit_body(scope, receive, template or "")
-            await self.app(scope, limited, send_wrapped)
+            try:
+                replay = await self._read_body(scope, receive, template or "")
+            except TrailError as exc:
+                reason = str(exc)
+                await _refusal(exc)(scope, receive, send_wrapped)
+                return
+            await self.app(scope, replay, send_wrapped)
         finally:
             self.services.recorder.record(
                 principal=auth.principal if auth.state != "unknown" else None,
@@ -186,32 +191,41 @@ class AccessMiddleware:
             )
         return auth, role
 
-    def _limit_body(self, scope: Scope, receive: Receive, template: str) -> Receive:
+    async def _read_body(self, scope: Scope, receive: Receive, template: str) -> Receive:
+        """Read the whole body before the route runs: over its limit, 413 (unread if announced);
+        not arrived by the deadline, 408. The route then reads it from memory."""
         limit = self.max_body if template == "/v1/events" else JSON_BODY_MAX
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            raise_later: TrailError | None = TooLarge(f"request body over {limit} bytes; send it in parts")
-        else:
-            raise_later = None
+            raise TooLarge(f"request body over {limit} bytes; send it in parts")
+        chunks: list[bytes] = []
         received = 0
         deadline = time.monotonic() + self.body_timeout
-
-        async def limited() -> Message:
-            nonlocal received
-            if raise_later is not None:
-                raise raise_later
-            left = deadline - time.monotonic()
+        more = scope["method"] not in ("GET", "HEAD")
+        while more:
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(0.001, left))
+                message = await asyncio.wait_for(receive(), timeout=max(0.001, deadline - time.monotonic()))
             except TimeoutError:
                 raise BodyTimeout(f"the request body did not arrive within {self.body_timeout:.0f} s") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise TooLarge(f"request body over {limit} bytes; send it in parts")
-            return message
+            if message["type"] == "http.disconnect":
+                raise BodyTimeout("the client went away before sending its body")
+            body = message.get("body", b"")
+            received += len(body)
+            if received > limit:
+                raise TooLarge(f"request body over {limit} bytes; send it in parts")
+            chunks.append(body)
+            more = bool(message.get("more_body"))
+        data = b"".join(chunks)
+        sent = False
 
-        return limited
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as the server would
+
+        return replay
 
 
 class _WithAuth(TrailError):
@@ -220,6 +234,14 @@ class _WithAuth(TrailError):
     def __init__(self, exc: TrailError, auth: Authenticated) -> None:
         super().__init__(str(exc))
         self.exc, self.auth = exc, auth
+
+
+def _refusal(exc: TrailError) -> Any:
+    if isinstance(exc, BodyTimeout):
+        from trail.api.responses import error
+
+        return error(408, str(exc))
+    return for_exception(exc)
 
 
 def _bearer(scope: Scope) -> str | None:
