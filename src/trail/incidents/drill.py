@@ -31,7 +31,7 @@ def run_drill(
     org_type: str = "playbook",
     now: datetime,
 ) -> dict[str, Any]:
-    from trail.incidents.documents import write_documents
+    from trail.documents import write_documents
 
     playbook = load_playbook(playbook_path or settings.playbook)
     if org_type != "playbook":

@@ -42,7 +42,7 @@ def _now() -> str:
 
 
 def document_context(view: Mapping[str, Any], playbook: Playbook, timezone: str) -> dict[str, Any]:
-    """The documents' context (see :mod:`trail.incidents.documents`) for one incident view."""
+    """The documents' context (see :mod:`trail.documents`) for one incident view."""
     facts = view.get("facts", {})
     categories: list[str] = []
     if "categories" in facts and isinstance(facts["categories"]["value"], list):
@@ -79,7 +79,7 @@ def write_incident_documents(
     out_dir: Path | None = None,
 ) -> list[Path]:
     """Render ``kinds`` from the incident's record and record each as issued (with a digest)."""
-    from trail.incidents.documents import write_documents
+    from trail.documents import write_documents
 
     view = backend.show(ref)
     ctx = document_context(view, _playbook(settings), settings.timezone)
@@ -97,7 +97,7 @@ def write_incident_documents(
 
 def plan_document(settings: Settings, path: Path | None, *, lang: str, fmt: str) -> str:
     """The graded emergency plan as a filing document (Xiamen Art. 8(4))."""
-    from trail.incidents.documents import render_plan
+    from trail.documents import render_plan
 
     playbook = load_playbook(path or settings.playbook)
     return render_plan(plan_context(playbook, settings.timezone, last_drill(settings)), lang=lang, fmt=fmt)
@@ -161,8 +161,8 @@ def ledger_for(settings: Settings) -> Iterator[Any]:
 
 def draft(backend: Any, settings: Settings, ref: str, *, by: str) -> dict[str, Any]:
     """Write the notice (zh, en; Markdown and HTML) and record the draft with its recipients."""
+    from trail.documents import write_documents
     from trail.incidents import evidence
-    from trail.incidents.documents import write_documents
 
     view = backend.show(ref)
     refs = backend.subject_refs(view["ref"])
@@ -200,8 +200,8 @@ def status(settings: Settings, backend: Any, ref: str) -> dict[str, Any]:
 
 def _renderer(ctx: Mapping[str, Any]) -> Any:
     """Render the notice once per language; every person gets the same text (no personal data in it)."""
+    from trail.documents import render
     from trail.incidents.delivery import RenderedNotice
-    from trail.incidents.documents import render
 
     cache: dict[str, RenderedNotice] = {}
     subjects = {"zh": "个人信息安全事件告知书", "en": "Notice of a personal information security incident"}

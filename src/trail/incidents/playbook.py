@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import yaml
 
+from trail.documents.kinds import DOCUMENT_KINDS
 from trail.errors import TrailError
 
 #: Grades from most to least severe (2017 National Cybersecurity Incident Emergency Plan).
@@ -63,14 +64,8 @@ OBLIGATION_KINDS: Final = (
 )
 CLOCK_FROM: Final = ("discovery", "handling_end")
 STATUSES: Final = ("verified", "verify")
-TEMPLATES: Final = (
-    "initial_report",
-    "followup_report",
-    "closing_summary",
-    "individual_notice",
-    "public_announcement",
-    "post_incident_review",
-)
+#: The documents an obligation may name as its template.
+TEMPLATES: Final = DOCUMENT_KINDS
 
 
 class PlaybookError(TrailError):
