@@ -14,11 +14,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from markdown_it.token import Token
+
 from trail.documents.errors import DocumentError, MissingElementError
 from trail.documents.formatting import as_map
 from trail.documents.kinds import ALL_KINDS, LANGS, check_choice
 from trail.documents.labels import REQUIRED
-from trail.documents.markdown import labels_in_markdown
+from trail.documents.markdown import labels
 
 _HEX64: Final = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
 _HTML_LABEL: Final = re.compile(r"<(h[1-6]|strong|th)(?:\s[^>]*)?>(.*?)</\1>", re.DOTALL)
@@ -45,9 +47,9 @@ def _html_labels(page: str) -> list[str]:
     return [html.unescape(_TAG.sub(" ", m.group(2))) for m in _HTML_LABEL.finditer(page)]
 
 
-def check_markdown(kind: str, lang: str, template: str, md: str) -> None:
-    """Raise :class:`MissingElementError` unless the Markdown holds every required element."""
-    if missing := _missing(required_elements(kind, lang), labels_in_markdown(md)):
+def check_markdown(kind: str, lang: str, template: str, tokens: Sequence[Token]) -> None:
+    """Raise :class:`MissingElementError` unless the parsed Markdown holds every required element."""
+    if missing := _missing(required_elements(kind, lang), labels(tokens)):
         raise MissingElementError(kind, lang, "md", template, missing)
 
 

@@ -10,7 +10,7 @@ breaks), is parsed as a hard break.
 The HTML keeps lists and table rows compact (``<ul><li>a</li></ul>``, ``<tr><td>…</td></tr>``)
 so a row reads as one line of the page's source.
 
-:func:`labels_in_markdown` returns the texts of headings, table headers and bold spans: where
+:func:`labels` returns the texts of headings, table headers and bold spans: where
 the renderer's self-check looks for each document's required elements.
 """
 
@@ -106,9 +106,14 @@ def parse(md: str) -> list[Token]:
     return MD.parse(md)
 
 
+def to_html(tokens: Sequence[Token]) -> str:
+    """HTML for a parsed Markdown text (see :func:`parse`)."""
+    return str(MD.renderer.render(tokens, MD.options, {}))
+
+
 def markdown_to_html(md: str) -> str:
     """HTML for a Markdown text; all text is HTML-escaped and no raw HTML passes through."""
-    return str(MD.render(md))
+    return to_html(parse(md))
 
 
 # --------------------------------------------------------------------------- labels
@@ -142,12 +147,11 @@ def _strong_spans(children: Sequence[Token]) -> list[str]:
     return spans
 
 
-def labels_in_markdown(md: str) -> list[str]:
-    """Texts of the headings, table headers and bold spans of a Markdown text (where labels live).
+def labels(tokens: Sequence[Token]) -> list[str]:
+    """Texts of the headings, table headers and bold spans of a parsed Markdown text (where labels live).
 
     A value cannot forge any of these: values are escaped and kept on one line.
     """
-    tokens = parse(md)
     labels: list[str] = []
     for i, t in enumerate(tokens):
         if t.type != "inline":
@@ -158,9 +162,8 @@ def labels_in_markdown(md: str) -> list[str]:
     return labels
 
 
-def title(md: str) -> str | None:
-    """The text of the first level-1 heading, if any."""
-    tokens = parse(md)
+def title(tokens: Sequence[Token]) -> str | None:
+    """The text of the first level-1 heading of a parsed Markdown text, if any."""
     for i, t in enumerate(tokens[:-1]):
         if t.type == "heading_open" and t.tag == "h1":
             return inline_text(tokens[i + 1].children)

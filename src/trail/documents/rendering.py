@@ -155,17 +155,18 @@ def render(kind: str, ctx: Mapping[str, Any], *, lang: str, fmt: str, templates_
     name = template_name(kind, lang)
     values = {"v": view, "lang": lang, "kind": kind, "unknown_text": _unknown_text(kind, f)}
     md = _render_template(_md_env(tdir), name, where, values)
-    checks.check_markdown(kind, lang, name, md)
+    tokens = markdown.parse(md)
+    checks.check_markdown(kind, lang, name, tokens)
     if kind in PUBLIC_KINDS:
         checks.check_no_identifiers(kind, lang, md, ctx)
     if fmt == "md":
         return md
-    body = Markup(markdown.markdown_to_html(md))  # noqa: S704 -- markdown_to_html escapes all text; only its own tags remain
+    body = Markup(markdown.to_html(tokens))  # noqa: S704 -- the HTML escapes all text; only its own tags remain
     page = _render_template(
         _html_env(tdir),
         LAYOUT_TEMPLATE,
         where,
-        {"title": markdown.title(md) or kind, "html_lang": _HTML_LANG[lang], "body": body},
+        {"title": markdown.title(tokens) or kind, "html_lang": _HTML_LANG[lang], "body": body},
     )
     checks.check_html(kind, lang, LAYOUT_TEMPLATE, page)
     if kind in PUBLIC_KINDS:
