@@ -74,8 +74,10 @@ _LINE_AFTER: Final = frozenset({"table_open", "thead_close", "tbody_open", "tbod
 
 
 class _Renderer(RendererHTML):
-    # markdown-it's method name
+    """markdown-it's HTML, with lists and table rows compact and ``<br>`` without a line break."""
+
     def renderToken(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+        """One tag (markdown-it's name for it): bare for lists and tables, as markdown-it does for the rest."""
         token = tokens[idx]
         if token.type not in _COMPACT:
             return super().renderToken(tokens, idx, options, env)
