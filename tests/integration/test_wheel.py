@@ -76,7 +76,7 @@ def test_wheel_ships_its_data_and_runs_outside_the_repository(full_install: Path
     assert "应急预案" in plan
 
     data = tmp_path / "drill"
-    _sh(trail, "drill", "--data-dir", data, cwd=tmp_path, env=_clean_env())
+    _sh(trail, "drill", "--by", "E1001", "--data-dir", data, cwd=tmp_path, env=_clean_env())
     documents = sorted(p.name for p in data.rglob("*.html"))
     assert any("initial_report" in name for name in documents), documents
 
