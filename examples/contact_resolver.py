@@ -56,7 +56,7 @@ class ExampleResolver:
     """The in-process form: trail calls ``ExampleResolver()`` once, then ``resolve`` per chunk."""
 
     def resolve(self, refs: Sequence[str]) -> Mapping[str, Any]:
-        from trail.incidents.delivery import Contact
+        from trail.notices import Contact
 
         out = {}
         for ref in refs:

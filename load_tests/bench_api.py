@@ -29,13 +29,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from load_tests.machine import machine_busy_s, machine_info  # noqa: E402
-from trail.config import load_settings  # noqa: E402
-from trail.local.stack import LocalStack  # noqa: E402
-from trail.sdk.client import Client  # noqa: E402
-from trail.sdk.transport import CallbackTransport  # noqa: E402
-from trail.service import ACCESS_LOG_SERVICE, store_writer  # noqa: E402
-from trail.testing import TEST_KEY  # noqa: E402
+from load_tests.machine import machine_busy_s, machine_info
+from trail.config import load_settings
+from trail.local.stack import LocalStack
+from trail.sdk.client import Client
+from trail.sdk.transport import CallbackTransport
+from trail.service import ACCESS_LOG_SERVICE
+from trail.storage.writer import store_writer
+from trail.testing import TEST_KEY
 
 
 def fill(stack: LocalStack, events: int, days: int, actors: int, seed: int = 7) -> datetime:
@@ -201,7 +202,8 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps({k: doc[k] for k in ("access_log_on", "access_log_off", "overhead")}, indent=1, default=str)[:3000])
+    summary = {k: doc[k] for k in ("access_log_on", "access_log_off", "overhead")}
+    print(json.dumps(summary, indent=1, default=str)[:3000])
     return 0
 
 

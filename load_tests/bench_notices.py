@@ -5,15 +5,15 @@ Everything is the real code path of ``trail incidents notify --send``, without t
 - **refs**: N random subject refs (64 lowercase hex; none starts with ``0000``, which the example
   resolver treats as unknown, so every person can be reached and files == N is checkable);
 - **notice**: a real incident (``IncidentService`` on SQLite: opened, facts, a measure,
-  contained), its ``document_context`` and notify.py's ``_renderer``: the individual notice
-  (Markdown → text, and HTML) rendered once per language, as ``notify.send`` does;
+  contained), its ``document_context`` and ``trail.notices.workflow.notice_renderer``: the
+  individual notice (Markdown → text, and HTML) rendered once per language, as ``workflow.send`` does;
 - **ledger**: ``open_ledger`` on the same SQLite file as the incidents (``DATA_DIR/incidents.db``
   in production), or a fresh PostgreSQL schema (dropped afterwards);
 - **plan**: ``plan_batch`` with the N refs (then again: must add nothing);
 - **send**: ``run_batch`` to ``OutboxChannel`` (one ``.eml`` per person) with the example contact
   resolver, in-process (``examples/contact_resolver.py:ExampleResolver``) or as a program
   (``command:python examples/contact_resolver.py``, one process per 500 refs);
-- **on_result**: what notify.py does per outcome: one audit event through a real SDK ``Client``
+- **on_result**: what ``workflow.send`` does per outcome: one audit event through a real SDK ``Client``
   (``record_pseudonymised``: validation, pseudonym check, queue; the worker sequences, hashes and
   hands batches to a transport that counts and drops them), or ``--audit dumps`` (build the
   event dict and ``orjson.dumps`` it), or ``--audit none``.
@@ -133,13 +133,14 @@ def make_refs(n: int, seed: int) -> list[str]:
 
 
 def realistic_incident(db: Path, people: int) -> tuple[str, str, Callable[[Any], Any], dict[str, int]]:
-    """A real incident on SQLite and notify.py's renderer over its document context.
+    """A real incident on SQLite and the notices' renderer over its document context.
 
     Returns (incident id, reference, render, rendered sizes in bytes per language)."""
     from trail.incidents.application import IncidentService
-    from trail.incidents.delivery import Contact
-    from trail.incidents.notify import _renderer, document_context
+    from trail.incidents.filing import document_context
     from trail.incidents.playbook import load_playbook
+    from trail.notices.model import Contact
+    from trail.notices.workflow import notice_renderer
 
     playbook = load_playbook()
     svc = IncidentService(playbook, sqlite_path=str(db))
@@ -166,7 +167,7 @@ def realistic_incident(db: Path, people: int) -> tuple[str, str, Callable[[Any],
     finally:
         svc.shutdown()
     ctx = document_context(view, playbook, "Asia/Shanghai")
-    render = _renderer(ctx)
+    render = notice_renderer(ctx)
     sizes = {}
     for lang in ("zh", "en"):
         r = render(Contact("0" * 64, language=lang))
@@ -220,7 +221,7 @@ class CountingChannel:
 
 
 def audit_sink(kind: str, tmp: Path, inc_ref: str) -> tuple[Callable[[Any], None], Callable[[], dict[str, Any]]]:
-    """``on_result`` doing what notify.send does per outcome, and a closer returning its counts."""
+    """``on_result`` doing what workflow.send does per outcome, and a closer returning its counts."""
     statuses: Counter[str] = Counter()
     if kind == "none":
 
@@ -282,7 +283,7 @@ def audit_sink(kind: str, tmp: Path, inc_ref: str) -> tuple[Callable[[Any], None
         spool_dir=tmp / "spool",
     )
 
-    def record(r: Any) -> None:  # notify.send's on_result
+    def record(r: Any) -> None:  # workflow.send's on_result
         statuses[r.status] += 1
         client.record_pseudonymised(
             subject_refs=[r.subject_ref],
@@ -386,9 +387,11 @@ def _profile(prof: cProfile.Profile, n: int = 20) -> dict[str, Any]:
 
 def run_phase(name: str, opts: dict[str, Any]) -> dict[str, Any]:
     """One phase, in its own process."""
-    from trail.incidents.delivery import OutboxChannel, load_resolver
-    from trail.incidents.notices import deliveries, open_ledger, plan_batch, run_batch
     from trail.logging import configure
+    from trail.notices.channels import OutboxChannel
+    from trail.notices.ledger import open_ledger
+    from trail.notices.resolvers import load_resolver
+    from trail.notices.runner import deliveries, plan_batch, run_batch
 
     configure("warning", "json")
     spec = PHASES[name]

@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from trail.config import Settings
-from trail.errors import SpoolFullError, TrailError, ValidationError
+from trail.errors import SpoolFullError, ValidationError
 from trail.events.model import parse_timestamp
-from trail.events.wire import Rejected, decode
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof
@@ -26,6 +25,7 @@ from trail.integrity.verify import Verifier
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
 from trail.storage.store import Gap, Store, open_store
+from trail.storage.writer import store_writer as store_writer
 
 MAX_ERRORS_REPORTED = 1000
 #: The source service of the access log's events: analysts' views leave them out; auditors read them.
@@ -93,21 +93,6 @@ def _reject(result: EmitResult, line: int, error: str) -> None:
     result.rejected += 1
     if len(result.errors) < MAX_ERRORS_REPORTED:
         result.errors.append({"line": line, "error": error})
-
-
-def store_writer(store: Store) -> Callable[[bytes, list[bytes]], None]:
-    """A transport function that writes SDK batches straight into the store."""
-
-    def write(_key: bytes, values: list[bytes]) -> None:
-        events = []
-        for v in values:
-            d = decode(v)
-            if isinstance(d, Rejected):  # cannot happen for SDK output; refuse loudly if it does
-                raise TrailError(f"internal: SDK produced an invalid event ({d.reason})")
-            events.append(d)
-        store.insert_events(events)
-
-    return write
 
 
 @dataclass

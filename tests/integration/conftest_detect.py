@@ -21,8 +21,8 @@ from trail.detect.rules import RuleSet, load_rules
 from trail.local.broker import ensure_topics
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport, KafkaTransport
-from trail.service import store_writer
 from trail.storage.store import Store
+from trail.storage.writer import store_writer
 from trail.testing import TEST_KEY
 
 DAY = datetime(2026, 11, 18, tzinfo=UTC)  # a Wednesday

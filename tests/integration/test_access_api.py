@@ -257,7 +257,7 @@ def test_a_notice_approved_by_its_drafter_under_another_spelling_is_refused(fres
 def _sealed_trail(api: Api, n: int = 20) -> None:
     from trail.sdk.client import Client
     from trail.sdk.transport import CallbackTransport
-    from trail.service import store_writer
+    from trail.storage.writer import store_writer
     from trail.testing import TEST_KEY
 
     c = Client(service="crm", transport=CallbackTransport(store_writer(api.store)), subject_key=TEST_KEY,

@@ -173,7 +173,8 @@ def test_serve_with_a_bootstrapped_first_admin(broker: LocalBroker, tmp_path: Pa
     runs the API alone; the admin manages principals but reads no events; SIGTERM stops it."""
     port = _free_port()
     env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode(), TRAIL_DATA_DIR=str(tmp_path / "data"),
-                    TRAIL_KAFKA_BOOTSTRAP=broker.bootstrap, TRAIL_NAMESPACE=f"s{port}.", TRAIL_API_PORT=str(port))  # fmt: skip
+                    TRAIL_KAFKA_BOOTSTRAP=broker.bootstrap, TRAIL_NAMESPACE=f"s{port}.",
+                    TRAIL_API_PORT=str(port))  # fmt: skip
     first = json.loads(ok(run("principals", "add", "Root", "--role", "admin", "--bootstrap", env=env)))
     token = first["token"]["token"]
     assert first["principal"]["name"] == "root" and token.startswith("trail_")

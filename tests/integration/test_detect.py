@@ -38,8 +38,9 @@ from trail.detect.review import get_alert, list_alerts, review_alert
 from trail.detect.runtime import start_detection
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
-from trail.service import emit_lines, store_writer
+from trail.service import emit_lines
 from trail.storage.store import Store
+from trail.storage.writer import store_writer
 from trail.testing import TEST_KEY
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]

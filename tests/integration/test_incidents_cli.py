@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, TRAIL, trail_env, wait_for
-from trail.incidents.playbook import load_playbook
+from tests.conftest import TRAIL, trail_env, wait_for
+from trail.incidents.playbook import default_playbook_path, load_playbook
 
-PLAYBOOK = ROOT / "playbooks" / "default.yaml"
+PLAYBOOK = default_playbook_path()
 PB = load_playbook(PLAYBOOK)
 
 

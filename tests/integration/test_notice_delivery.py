@@ -34,25 +34,12 @@ from tests.unit.test_notices import (
     render,
     unknown_ref,
 )
-from trail.incidents.delivery import (
-    ChannelError,
-    ContactResolver,
-    OutboxChannel,
-    SmtpChannel,
-    WebhookChannel,
-    load_resolver,
-    make_channel,
-    message_id,
-    notice_id_for,
-)
-from trail.incidents.notices import (
-    BatchBusy,
-    NoticeLedger,
-    batch_status,
-    in_doubt_refs,
-    plan_batch,
-    run_batch,
-)
+from trail.notices.channels import OutboxChannel, SmtpChannel, WebhookChannel, make_channel
+from trail.notices.errors import BatchBusy, ChannelError
+from trail.notices.ledger import NoticeLedger
+from trail.notices.model import ContactResolver, message_id, notice_id_for
+from trail.notices.resolvers import load_resolver
+from trail.notices.runner import batch_status, in_doubt_refs, plan_batch, run_batch
 from trail.testing import capture_logs
 
 PG_DSN = os.environ.get("TRAIL_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
@@ -492,8 +479,11 @@ def test_ledger_contract_in_doubt_skip_and_busy(any_ledger: NoticeLedger, resolv
 CHILD = """
 import json, sys
 from pathlib import Path
-from trail.incidents.delivery import OutboxChannel, RenderedNotice, load_resolver
-from trail.incidents.notices import NoticeLedger, run_batch
+from trail.notices.channels import OutboxChannel
+from trail.notices.ledger import NoticeLedger
+from trail.notices.model import RenderedNotice
+from trail.notices.resolvers import load_resolver
+from trail.notices.runner import run_batch
 
 db, outbox, batch, results, example = sys.argv[1:6]
 out = open(results, "a", buffering=1)

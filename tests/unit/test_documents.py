@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from trail.events.model import DATA_CATEGORIES
-from trail.incidents import documents
-from trail.incidents.documents import (
+from trail import documents
+from trail.documents import (
     ALL_KINDS,
     DOCUMENT_KINDS,
     FORMATS,
@@ -28,6 +27,7 @@ from trail.incidents.documents import (
     required_elements,
     write_documents,
 )
+from trail.events.model import DATA_CATEGORIES
 
 SUBJECT_REF = "3f" * 32  # a pseudonymised subject reference (HMAC-SHA256 hex)
 OTHER_REF = "a1b2c3d4" * 8
@@ -423,13 +423,21 @@ def _section(md: str, heading: str) -> str:
     return match.group(1)
 
 
+def _cells(line: str) -> list[str]:
+    """The cells of one pipe-table row; an escaped pipe stays inside its cell."""
+    cells = re.findall(r"((?:\\.|[^\\|])*)\|", line.strip().removeprefix("|") + "|")
+    if len(cells) > 1 and cells[-1] == "":
+        cells.pop()
+    return [c.strip() for c in cells]
+
+
 def _tables(md: str) -> list[list[list[str]]]:
     """Every pipe table of a Markdown text, as rows of cells (header and separator included)."""
     tables: list[list[list[str]]] = []
     current: list[list[str]] = []
     for line in md.split("\n"):
         if line.startswith("|"):
-            current.append(documents._cells(line))
+            current.append(_cells(line))
         elif current:
             tables.append(current)
             current = []

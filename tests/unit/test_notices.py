@@ -22,30 +22,21 @@ from typing import Any
 import pytest
 
 from trail.errors import ConfigError, TrailError
-from trail.incidents.delivery import (
+from trail.notices.channels import OutboxChannel, SmtpChannel, WebhookChannel, make_channel
+from trail.notices.errors import (
+    BatchBusy,
     ChannelError,
-    CommandResolver,
-    Contact,
-    ContactResolver,
     DeliveryFailed,
     NoticeError,
     NoticeSpecError,
-    OutboxChannel,
-    OutgoingNotice,
-    RenderedNotice,
-    ResolverError,
-    SmtpChannel,
-    WebhookChannel,
-    load_resolver,
-    make_channel,
-    message_id,
-    notice_id_for,
-)
-from trail.incidents.notices import (
-    BatchBusy,
-    DeliveryResult,
-    NoticeLedger,
     RenderError,
+    ResolverError,
+)
+from trail.notices.ledger import NoticeLedger
+from trail.notices.model import Contact, ContactResolver, OutgoingNotice, RenderedNotice, message_id, notice_id_for
+from trail.notices.resolvers import CommandResolver, load_resolver
+from trail.notices.runner import (
+    DeliveryResult,
     batch_status,
     deliveries,
     in_doubt_refs,
@@ -188,10 +179,10 @@ def outbox_files(directory: Path) -> list[Path]:
         pytest.param("no_such_module_xyz:Resolver", "cannot import module", id="module-missing"),
         pytest.param(f"{EXAMPLE}:NoSuchThing", "no attribute", id="attr-missing"),
         pytest.param("/no/such/file.py:Resolver", "no such file", id="file-missing"),
-        pytest.param("trail.incidents.delivery:LANGUAGES", "neither a class nor a factory", id="not-callable"),
-        pytest.param("trail.incidents.delivery:OutboxChannel", "building it failed", id="factory-needs-args"),
+        pytest.param("trail.notices.model:LANGUAGES", "neither a class nor a factory", id="not-callable"),
+        pytest.param("trail.notices.channels:OutboxChannel", "building it failed", id="factory-needs-args"),
         pytest.param("collections:OrderedDict", "no resolve(refs) method", id="not-a-resolver"),
-        pytest.param("trail.incidents.delivery:bad-name", "package.module:attr", id="bad-attr"),
+        pytest.param("trail.notices.resolvers:bad-name", "package.module:attr", id="bad-attr"),
     ],
 )
 def test_bad_resolver_specs_say_what_to_fix(spec: str, hint: str) -> None:

@@ -10,7 +10,9 @@ overrides and waivers need ``--reason``; a refused command records nothing and e
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -416,7 +418,7 @@ def report_cmd(
     out: Path | None,
 ) -> None:
     """Write documents from the incident's record (zh and en, Markdown and HTML) and record them."""
-    from trail.incidents.notify import write_incident_documents
+    from trail.incidents.filing import write_incident_documents
 
     settings = _settings(ctx, data_dir)
     with incidents_backend(settings) as backend:
@@ -457,20 +459,20 @@ def notify_cmd(
     resend_in_doubt: bool,
 ) -> None:
     """Notices to the individuals affected (PIPL Art. 57): draft, approve, send, status."""
-    from trail.incidents import notify
+    from trail.notices import workflow
 
     if mode is None:
         raise UsageError("say what to do: --draft, --approve, --send or --status")
     settings = _settings(ctx, data_dir)
     with incidents_backend(settings, need_store=mode in ("draft", "send")) as backend:
         if mode == "draft":
-            result = notify.draft(backend, settings, ref, by=by)
+            result = workflow.draft(backend, settings, ref, by=by)
         elif mode == "approve":
-            result = notify.approve(backend, ref, by=by)
+            result = workflow.approve(backend, ref, by=by)
         elif mode == "status":
-            result = notify.status(settings, backend, ref)
+            result = workflow.status(settings, backend, ref)
         else:
-            result = notify.send(
+            result = _send_notices(
                 backend,
                 settings,
                 ref,
@@ -478,11 +480,45 @@ def notify_cmd(
                 channel_spec=channel,
                 resolver_spec=resolver,
                 resend_in_doubt=resend_in_doubt,
-                progress=sys.stderr.isatty(),
             )
     click.echo(json.dumps(result, ensure_ascii=False, default=str))
     if mode == "send" and (result.get("interrupted") or result.get("failed") or result.get("in_doubt")):
         sys.exit(1)
+
+
+def _send_notices(backend: Any, settings: Settings, ref: str, **options: Any) -> dict[str, Any]:
+    """``notify --send``: a progress bar on a TTY, and Ctrl-C stops after the notice in flight."""
+    from trail.config import running_server
+    from trail.notices import workflow
+
+    info = running_server(settings)
+    bootstrap = str(info["kafka"]) if info and info.get("kafka") else None
+    stop = threading.Event()
+    bar: Any = None
+    task: Any = None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        bar = Progress("notices", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+        task = bar.add_task("send", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(task, completed=done, total=total)
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+        print("\nstopping after the notice in flight; run the same command again to resume", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_signal)
+    if bar is not None:
+        bar.start()
+    try:
+        return workflow.send(backend, settings, ref, bootstrap=bootstrap, progress=on_progress, stop=stop, **options)
+    finally:
+        if bar is not None:
+            bar.stop()
+        signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------------------- playbook
@@ -534,7 +570,7 @@ def render_cmd(
 
     The drill schedule counts from the last drill recorded in the incident store (trail drill),
     else from the playbook's drills.last."""
-    from trail.incidents.notify import plan_document
+    from trail.incidents.filing import plan_document
 
     settings = _settings(ctx, data_dir)
     text = plan_document(settings, path, lang=lang, fmt=fmt)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from trail.config import Settings
+from trail.documents.rendering import write_documents
 from trail.incidents.application import IncidentService, rfc3339
 from trail.incidents.commands import LocalIncidents
-from trail.incidents.notify import document_context, incident_dir
+from trail.incidents.filing import document_context, incident_dir
 from trail.incidents.playbook import load_playbook
 
 
@@ -31,8 +32,6 @@ def run_drill(
     org_type: str = "playbook",
     now: datetime,
 ) -> dict[str, Any]:
-    from trail.incidents.documents import write_documents
-
     playbook = load_playbook(playbook_path or settings.playbook)
     if org_type != "playbook":
         playbook = playbook.with_organisation(cii_operator=org_type == "cii", state_organ=org_type == "state_organ")

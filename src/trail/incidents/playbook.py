@@ -1,4 +1,7 @@
-"""Graded emergency plans as data: load, validate and query ``playbooks/*.yaml``.
+"""Graded emergency plans as data: load, validate and query playbook files (YAML).
+
+trail ships one, ``playbooks/default.yaml`` beside this module (package data, read through
+:mod:`importlib.resources`); an organisation points ``TRAIL_PLAYBOOK`` at its own copy.
 
 A playbook holds the organisation profile, the grades with their criteria (every threshold
 with its source, the date it took effect and whether it has been verified), the plan steps
@@ -17,11 +20,14 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
+from trail.documents.kinds import DOCUMENT_KINDS
 from trail.errors import PlaybookError as PlaybookError
 
 #: Grades from most to least severe (2017 National Cybersecurity Incident Emergency Plan).
@@ -63,14 +69,8 @@ OBLIGATION_KINDS: Final = (
 )
 CLOCK_FROM: Final = ("discovery", "handling_end")
 STATUSES: Final = ("verified", "verify")
-TEMPLATES: Final = (
-    "initial_report",
-    "followup_report",
-    "closing_summary",
-    "individual_notice",
-    "public_announcement",
-    "post_incident_review",
-)
+#: The documents an obligation may name as its template.
+TEMPLATES: Final = DOCUMENT_KINDS
 
 
 def as_bool(value: Any) -> bool | None:
@@ -370,20 +370,19 @@ class Playbook:
 
 
 # --------------------------------------------------------------------------- loading
-def default_playbook_dir() -> Path:
-    """``playbooks/`` of the source tree trail is installed from."""
-    import trail
-
-    return Path(trail.__file__).resolve().parents[2] / "playbooks"
+def default_playbook() -> Traversable:
+    """The playbook trail ships (``playbooks/default.yaml`` beside this module), as a package resource."""
+    return resources.files(__package__).joinpath("playbooks", "default.yaml")
 
 
 def default_playbook_path() -> Path:
-    return default_playbook_dir() / "default.yaml"
+    """The shipped playbook as a file (where the package is installed as files, as pip does)."""
+    return Path(str(default_playbook()))
 
 
 def load_playbook(path: Path | str | None = None) -> Playbook:
-    """Load and validate one playbook file; raises :class:`PlaybookError` with ``file:line``."""
-    p = Path(path) if path is not None else default_playbook_path()
+    """Load and validate a playbook file (default: the shipped one); raises :class:`PlaybookError` (file:line)."""
+    p: Path | Traversable = Path(path) if path is not None else default_playbook()
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

@@ -185,7 +185,8 @@ def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 6
     """The bulk-export alert opened an incident: grade, clocks, regulator report, notices."""
     import sys
 
-    from trail.incidents import notify
+    from trail.incidents.filing import write_incident_documents
+    from trail.notices import workflow
 
     incidents = stack.incidents
     deadline = time.monotonic() + timeout
@@ -225,12 +226,20 @@ def _breach(stack: LocalStack, settings: Settings, echo: Any, timeout: float = 6
     echo("    clocks started at discovery (trail incidents show " + ref + "):")
     for o in view["obligations"]:
         echo(f"      {o['id']:<22} {o['recipient_en'][:58]:<58} due {o.get('due_at') or '-'} ({o['time_left']})")
-    files = notify.write_incident_documents(incidents, settings, ref, by="E1001", kinds=["initial_report"])
+    files = write_incident_documents(incidents, settings, ref, by="E1001", kinds=["initial_report"])
     echo(f"    regulator initial report (zh, en): {files[0].parent}")
-    drafted = notify.draft(incidents, settings, ref, by="E1001")
-    notify.approve(incidents, ref, by="E1002")
+    drafted = workflow.draft(incidents, settings, ref, by="E1001")
+    workflow.approve(incidents, ref, by="E1002")
     resolver = settings.contact_resolver or _example_resolver(sys.executable)
-    result = notify.send(incidents, settings, ref, by="E1002", resolver_spec=resolver, channel_spec="outbox")
+    result = workflow.send(
+        incidents,
+        settings,
+        ref,
+        by="E1002",
+        resolver_spec=resolver,
+        channel_spec="outbox",
+        bootstrap=stack.bootstrap,
+    )
     outbox = settings.effective_outbox_dir / "notices"
     echo(
         f"    notices to individuals (PIPL Art. 57): drafted for {drafted['subjects']} people by E1001, approved by "
