@@ -13,9 +13,12 @@ parsed (``EXPLAIN AST``) and refused unless
   them) and no function that reads outside the query (``dictGet*``, ``joinGet``, ``file``,
   ``url``, ...).
 
-What runs is ClickHouse's own canonical form of the statement (``formatQuerySingleLine``:
-comments gone), wrapped as ``SELECT * FROM (...) LIMIT n`` and executed on a connection of its
-own with ``readonly = 1``, ``max_execution_time``, ``max_result_rows`` and
+The text is first handed to ClickHouse's parser as a value (``formatQuerySingleLine``), never
+as SQL: chDB executes every statement of a multi-statement string, even after ``EXPLAIN``, so
+nothing typed reaches the engine as SQL before it is known to be one statement (a ``;`` is
+refused, also inside literals). What runs is that canonical form (comments gone), wrapped as
+``SELECT * FROM (...) LIMIT n`` and executed on a connection of its own with ``readonly = 1``,
+``max_execution_time``, ``max_result_rows`` and
 ``result_overflow_mode = 'break'``, so the database itself refuses any write that got past
 the parser. The query text is kept in the access log (analysts query pseudonymised data; a
 personal value typed into a query is then visible to the auditor, which is the point).
@@ -113,6 +116,7 @@ class SqlRunner:
         self.timeout_s = timeout_s
         try:
             self._client = clickhouse_connect.get_client(dsn=dsn)
+            self._client.database = database  # unqualified names are trail's tables
         except Exception as exc:  # noqa: BLE001  # any driver failure becomes one clear error
             raise StoreError(f"cannot open the store for SQL: {type(exc).__name__}") from None
         import threading
@@ -137,14 +141,23 @@ class SqlRunner:
             raise _refuse("give one SELECT statement")
         if len(query) > MAX_QUERY_CHARS:
             raise _refuse(f"at most {MAX_QUERY_CHARS} characters")
-        text = query.strip().rstrip(";").strip()
+        text = query.strip()
+        # 1. ClickHouse's parser, on the text as a value (never executed): one statement, comments gone.
+        #    (chDB runs every statement of a multi-statement string, EXPLAIN or not: so nothing the user
+        #    typed is sent as SQL before this.)
         try:
-            ast = self._query("EXPLAIN AST " + text)
+            canon = str(self._query("SELECT formatQuerySingleLine({q:String})", {"q": text}).result_rows[0][0])
         except Exception as exc:  # noqa: BLE001  # a parse error is the user's to fix
-            raise _refuse(f"not a statement ClickHouse can parse ({_first(exc)})") from None
+            raise _refuse(f"not one statement ClickHouse can parse ({_first(exc)})") from None
+        if ";" in canon:
+            raise _refuse("one statement, without ';' (also inside literals)")
+        # 2. What the one statement does, from its syntax tree.
+        try:
+            ast = self._query("EXPLAIN AST " + canon)
+        except Exception as exc:  # noqa: BLE001
+            raise _refuse(f"not a statement ClickHouse can explain ({_first(exc)})") from None
         check_ast([str(r[0]) for r in ast.result_rows], self.database, self.internal_tables())
-        canon = self._query("SELECT formatQuerySingleLine({q:String})", {"q": text}).result_rows[0][0]
-        return str(canon)
+        return canon
 
     def run(self, query: str) -> SqlResult:
         canon = self.check(query)
@@ -154,11 +167,9 @@ class SqlRunner:
             "max_execution_time": self.timeout_s,
             "max_result_rows": self.max_rows + 1,
             "result_overflow_mode": "break",
-            "database": self.database,
         }
         try:
             with self._lock:
-                self._client.database = self.database
                 r = self._client.query(wrapped, settings=settings)
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"query: refused or failed in the store ({_first(exc)})") from None
