@@ -239,7 +239,12 @@ class LocalStack:
             )
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
-            self.detection = start_detection(s, self.store, self.bootstrap)
+            # The broker's log is new at every start: the detector's checkpoint of an earlier log
+            # keeps its windows and published ids, not its offsets.
+            assert self.broker is not None
+            self.detection = start_detection(
+                s, self.store, self.bootstrap, detector_overrides={"log_id": self.broker.log_id}
+            )
             self._start_incidents()
             self.client = Client(
                 service="trail-api",
