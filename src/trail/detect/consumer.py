@@ -56,7 +56,7 @@ from trail.detect.engine import Engine, event_ts
 from trail.detect.rules import RuleSet
 from trail.errors import StoreError, TrailError, ValidationError
 from trail.events.model import ACTIONS, ACTOR_KINDS, MAX_EVENT_BYTES, OUTCOMES, SCHEMA_V1, validate_wire
-from trail.ingest.errors import WriteTimeout
+from trail.ingest.errors import OffsetOutOfRange, WriteTimeout
 from trail.ingest.kafka import AckedProducer, KafkaConsumerAdapter
 from trail.ingest.processor import Processor, close_quietly
 from trail.ingest.step import Partition, Polled, Step
@@ -193,6 +193,7 @@ class Detector(Step):
         self._writes = TimeLimit("detector")
         self._log_id = ""
         self._positions: dict[int, int] = {}
+        self._from_checkpoint: set[int] = set()
         self._buf: dict[Partition, list[_Buffered]] = {}
         self._tail: dict[Partition, float] = {}
         self._read: dict[Partition, int] = {}
@@ -224,7 +225,16 @@ class Detector(Step):
     def run(self) -> DetectorStats:
         """Consume until :meth:`stop`; returns the counters. Raises on a fatal error, without
         committing or checkpointing past what was published."""
-        self._loop.run()
+        try:
+            self._loop.run()
+        except OffsetOutOfRange as exc:
+            if exc.partition in self._from_checkpoint:
+                raise exc.with_hint(
+                    f"The offset comes from the detector's checkpoint of log {self._log_id or '(unnamed)'}. If the "
+                    f"topic was recreated on the same cluster, give the detector a new log id (DetectorConfig.log_id): "
+                    "it keeps its windows and alert ids and reads the new log from its beginning"
+                ) from None
+            raise
         log.info("detector.stopped", consumed=self.stats.consumed, published=self.stats.published)
         return self.stats
 
@@ -274,6 +284,7 @@ class Detector(Step):
             if p.partition in offsets:
                 loop.seek(p, offsets[p.partition])  # checked against the log on the first fetch
                 self._positions[p.partition] = offsets[p.partition]
+                self._from_checkpoint.add(p.partition)
             else:
                 committed = loop.committed(p)
                 if committed is not None:

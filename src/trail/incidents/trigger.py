@@ -80,7 +80,8 @@ class IncidentTrigger(BatchStep[Record]):
         self.store = store
         self.stats = TriggerStats()
         self._writes = TimeLimit("incident-trigger")
-        self._in_hand: tuple[tuple[int, int], Alert | None] | None = None
+        #: The record being handled: (its batch, its index, its alert or None), classified once.
+        self._in_hand: tuple[Batch[Record], int, Alert | None] | None = None
         self._loop = Processor(
             "trigger",
             lambda: KafkaConsumerAdapter(
@@ -113,13 +114,13 @@ class IncidentTrigger(BatchStep[Record]):
         at ``batch.stage`` is classified (and counted) once, however often its save is retried."""
         records = batch.all()
         while batch.stage < len(records):
-            at = (id(batch), batch.stage)
-            if self._in_hand is None or self._in_hand[0] != at:
+            hand = self._in_hand
+            if hand is None or hand[0] is not batch or hand[1] != batch.stage:
                 alert = self._classify(records[batch.stage])
                 if alert is not None:
                     self._wait_for_events(alert)
-                self._in_hand = (at, alert)
-            alert = self._in_hand[1]
+                hand = self._in_hand = (batch, batch.stage, alert)
+            alert = hand[2]
             if alert is not None:
                 self._handle(alert)
             batch.stage += 1

@@ -33,6 +33,8 @@ class OffsetOutOfRange(TrailError):
         low: int | None,
         high: int | None,
         group: str | None = None,
+        *,
+        hint: str | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -40,20 +42,32 @@ class OffsetOutOfRange(TrailError):
         self.low = low
         self.high = high
         self.group = group
-        where = "outside"
-        if high is not None and offset > high:
-            where = "beyond the end of"
+        self.beyond_end = high is not None and offset > high
+        if self.beyond_end:
+            where, why = (
+                "beyond the end of",
+                "the broker's log was lost or replaced since this offset was stored; records of the old log "
+                "that were not yet read are not in the trail",
+            )
         elif low is not None and offset < low:
-            where = "before the start of"
+            where, why = "before the start of", "retention deleted records before they were read: they are lost"
+        else:
+            where, why = "outside", "the broker refused the offset"
         valid = f"{low if low is not None else '?'}..{high if high is not None else '?'}"
         who = f"consumer group {group}" if group else "this consumer"
+        self.hint = hint or (
+            "Check what is missing, then move the group's offsets explicitly (kafka-consumer-groups "
+            f"--reset-offsets --group {group or 'GROUP'} --topic {topic}:{partition} --to-earliest, or "
+            "--to-offset N, --execute) and restart"
+        )
         super().__init__(
             f"{topic} partition {partition}: offset {offset} of {who} is {where} the log (valid offsets "
-            f"{valid}); nothing was reset or skipped. Beyond the end: the broker's log was lost or replaced, "
-            "so records may be missing from the trail. Before the start: retention deleted records before they "
-            "were read. Check what is missing, then move the group's offsets explicitly (kafka-consumer-groups "
-            "--reset-offsets --group GROUP --topic TOPIC --to-earliest or --to-offset N --execute) and restart"
+            f"{valid}): {why}. Nothing was reset or skipped. {self.hint}"
         )
+
+    def with_hint(self, hint: str) -> OffsetOutOfRange:
+        """The same error with another remedy (the role knows where the offset came from)."""
+        return OffsetOutOfRange(self.topic, self.partition, self.offset, self.low, self.high, self.group, hint=hint)
 
 
 class WriteFailed(TrailError):

@@ -176,10 +176,12 @@ class KafkaConsumerAdapter:
         self._unconfirmed.add(tp)
 
     def seek_to_beginning(self, partitions: Collection[Partition]) -> None:
-        self.kafka.seek_to_beginning(*[_tp(p) for p in partitions])
+        if partitions:  # kafka-python moves every assigned partition when given none
+            self.kafka.seek_to_beginning(*[_tp(p) for p in partitions])
 
     def seek_to_end(self, partitions: Collection[Partition]) -> None:
-        self.kafka.seek_to_end(*[_tp(p) for p in partitions])
+        if partitions:
+            self.kafka.seek_to_end(*[_tp(p) for p in partitions])
 
     def highwater(self, partition: Partition) -> int | None:
         high = self.kafka.highwater(_tp(partition))

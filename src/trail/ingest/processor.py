@@ -193,6 +193,9 @@ class Processor:
         self.log.info(f"{self.name}.revoked_dropped", partitions=describe(lost))
 
     def _start_without_offset(self, partitions: Collection[Partition]) -> None:
+        partitions = [p for p in partitions if p in self.consumer.assignment()]
+        if not partitions:
+            return
         if self.no_offset == "earliest":
             self.consumer.seek_to_beginning(partitions)
         else:
