@@ -51,7 +51,7 @@ def incidents_backend(settings: Settings, *, need_store: bool = False) -> Iterat
     from trail.api.client import ApiClient
     from trail.config import running_server
     from trail.incidents.commands import LocalIncidents, RemoteIncidents
-    from trail.incidents.trigger import incident_service
+    from trail.wiring import incident_service
 
     info = running_server(settings)
     if info:

@@ -102,7 +102,8 @@ def load_public_key(text_or_path: str | Path) -> PublicKey:
     """A public key from 64 hex characters, or a file holding them (or a PEM public key)."""
     text = str(text_or_path).strip()
     path = Path(text)
-    if len(text) != 64 and path.exists():
+    is_hex = len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+    if isinstance(text_or_path, Path) or (not is_hex and path.exists()):
         data = path.read_bytes().strip()
         if data.startswith(b"-----BEGIN"):
             obj = serialization.load_pem_public_key(data)
