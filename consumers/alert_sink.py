@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 
 from trail.config import load_settings
-from trail.detect.runtime import run_alert_sink
 from trail.errors import ConfigError
 from trail.logging import configure
+from trail.wiring import run_alert_sink
 
 
 def main() -> int:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import sys
 
 from trail.config import load_settings
-from trail.detect.runtime import run_detector
 from trail.errors import ConfigError
 from trail.logging import configure
+from trail.wiring import run_detector
 
 
 def main() -> int:

@@ -20,8 +20,8 @@ import sys
 
 from trail.config import load_settings
 from trail.errors import ConfigError
-from trail.incidents.trigger import run_trigger
 from trail.logging import configure
+from trail.wiring import run_trigger
 
 
 def main() -> int:

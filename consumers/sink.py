@@ -17,8 +17,8 @@ import sys
 
 from trail.config import load_settings
 from trail.errors import ConfigError
-from trail.ingest.runner import run_sink
 from trail.logging import configure
+from trail.wiring import run_sink
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ office NAT addresses shared by many staff; batch jobs: a nightly approved export
 approved retention run, an approved partner sync (domestic), consent withdrawals followed by
 erasure. Subject ids are synthetic (``SUBJ-SIM-n``), pseudonymised as the SDK would.
 
-Events are wire events as :func:`trail.ingest.decode.decode` returns them (hash and producer
+Events are wire events as :func:`trail.events.wire.decode` returns them (hash and producer
 chain are placeholders: the detector does not check them; the sink does). They are yielded
 day by day in event-time order, so a fortnight never has to sit in memory.
 

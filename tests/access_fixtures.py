@@ -16,13 +16,13 @@ from trail.access.store import AccessStore, open_access_store
 from trail.api.app import create_app
 from trail.config import Settings, load_settings
 from trail.incidents.commands import LocalIncidents
-from trail.incidents.trigger import incident_service
 from trail.integrity.keys import checkpoint_signing_key
 from trail.integrity.sealer import make_sealer
 from trail.service import ACCESS_LOG_SERVICE, ApiServices, build_api_services
 from trail.storage.store import Store
 from trail.storage.writer import store_writer
 from trail.testing import TEST_KEY
+from trail.wiring import incident_service
 
 
 @dataclass

@@ -27,7 +27,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_DETECTOR_CHECKPOINT_SECONDS | how often the detector checkpoints its window state | 300 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
 | TRAIL_INCIDENT_STORE | ``postgresql://user:pass@host:port/db?schema=trail``; unset = SQLite in the data dir | unset |
-| TRAIL_PLAYBOOK | the graded emergency plan (YAML) | playbooks/default.yaml |
+| TRAIL_PLAYBOOK | the graded emergency plan (YAML) | the default shipped in trail.incidents.playbooks |
 | TRAIL_CONTACT_RESOLVER | ``module:attr``, ``entrypoint:NAME`` or ``command:PROGRAM ARGS`` | unset |
 | TRAIL_NOTICE_CHANNEL | ``outbox``, ``smtp://...`` or ``webhook:URL`` | outbox |
 | TRAIL_OUTBOX_DIR | where the outbox channel and documents are written | DATA_DIR/outbox |

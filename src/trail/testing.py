@@ -28,6 +28,7 @@ from typing import Any
 
 from trail.errors import TransportUnavailable
 from trail.events.wire import Rejected, decode
+from trail.logging import configure
 from trail.sdk.client import Client
 
 TEST_KEY = b"trail-testing-key-not-for-production-use-0123456789"
@@ -88,7 +89,6 @@ def client_ref(client: Client, subject_id: str) -> str:
 @contextmanager
 def capture_logs(level: str = "debug") -> Iterator[io.StringIO]:
     """Route trail's logs (JSON lines) into a buffer for the duration of the block."""
-    from trail.logging import configure
 
     buf = io.StringIO()
     configure(level, "json", stream=buf)

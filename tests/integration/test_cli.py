@@ -137,7 +137,7 @@ def test_gaps_exits_1_and_lists_missing_ranges(tmp_path):
     env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode())
     script = textwrap.dedent(f"""
         from trail.testing import RecordingTransport, test_client
-        from trail.ingest.decode import decode
+        from trail.events.wire import decode
         from trail.storage.store import open_store
         from tests.factories import event
         rec = RecordingTransport()

@@ -35,13 +35,13 @@ from trail.config import Settings
 from trail.detect.alerts import Alert
 from trail.detect.consumer import Detector
 from trail.detect.review import get_alert, list_alerts, review_alert
-from trail.detect.runtime import start_detection
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
 from trail.service import emit_lines
 from trail.storage.store import Store
 from trail.storage.writer import store_writer
 from trail.testing import TEST_KEY
+from trail.wiring import start_detection
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 

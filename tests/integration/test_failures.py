@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from tests.conftest import ROOT, TRAIL, committed, read_topic, trail_env, wait_for
 from tests.factories import event
-from trail.ingest.decode import decode
+from trail.events.wire import decode
 from trail.local.broker import LocalBroker, ensure_topics
 from trail.sdk.client import Client
 from trail.sdk.transport import KafkaTransport

@@ -352,6 +352,12 @@ def test_repeats_reviews_medium_and_garbage_leave_one_incident(
     review = replace(first, version=1, status="acked", reviewer="E-SOC-1", reason="confirmed", reviewed_at=ts(T0))
     produce.send(first, first, first, second, medium, review, b"\x00not an alert{")
     trig.wait_seen(1 + 7)
+    # Committed only once the whole poll was handled: the counters are final from here on.
+    wait_for(
+        lambda: committed(broker.bootstrap, f"{topics['alerts']}.trigger", topics["alerts"]) == {0: 8},
+        10,
+        what="every record's offset committed, the ignored and the malformed ones too",
+    )
     assert trig.thread.is_alive()
     s = trig.stats
     assert (s.opened, s.attached, s.ignored, s.malformed) == (1, 1, 2, 1), s
@@ -365,11 +371,6 @@ def test_repeats_reviews_medium_and_garbage_leave_one_incident(
     assert "health" in e["categories"] and e["sensitive_categories"] == ["health", "id_number"]
     assert v["facts"]["people_affected"]["value"] == 301
     assert v["facts"]["people_affected"]["source"] == f"trail evidence {e['digest'][:12]} (4 events)"
-    wait_for(
-        lambda: committed(broker.bootstrap, f"{topics['alerts']}.trigger", topics["alerts"]) == {0: 8},
-        10,
-        what="every record's offset committed, the ignored and the malformed ones too",
-    )
     # still running: an alert after the garbage is handled
     version = v["version"]
     produce.send(first)

@@ -278,3 +278,21 @@ def test_configured_key_does_not_touch_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert load({"TRAIL_DATA_DIR": str(data), "TRAIL_SUBJECT_KEY": KEY}).require_subject_key() == KEY.encode()
     assert not (data / "subject.key").exists()
+
+
+def test_public_key_file_whose_path_is_64_characters_long() -> None:
+    """A public key file is read as a file even when its path happens to be 64 characters long."""
+    import shutil
+    import tempfile
+
+    from trail.integrity.keys import generate, load_public_key, write_keypair
+
+    base = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
+    try:
+        directory = base / ("d" * (64 - len(str(base / "checkpoint.pub")) - 1))
+        _, pub = write_keypair(directory, key := generate())
+        assert len(str(pub)) == 64
+        assert load_public_key(str(pub)).raw_hex == key.public.raw_hex
+        assert load_public_key(pub).raw_hex == key.public.raw_hex
+    finally:
+        shutil.rmtree(base)

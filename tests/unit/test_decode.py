@@ -11,7 +11,7 @@ import pytest
 
 import trail.events.model as model
 from trail.events.model import MAX_EVENT_BYTES, event_hash, validate_wire
-from trail.ingest.decode import Rejected, decode
+from trail.events.wire import Rejected, decode
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
 from trail.storage.store import EVENT_COLUMNS, events_to_columns, row_to_event

@@ -78,3 +78,17 @@ def test_upward_import_fails_the_layers_contract(tmp_path: pytest.TempPathFactor
     broken = subprocess.run(lint, cwd=copy, capture_output=True, text=True, env=env)
     assert broken.returncode != 0
     assert "trail.events is not allowed to import trail.storage" in broken.stdout
+
+
+def test_no_package_holds_more_than_a_fifth_of_the_lines() -> None:
+    """The tree shows the architecture: no package under src/trail/ holds more than a fifth of its lines."""
+    from pathlib import Path
+
+    import trail
+
+    root = Path(trail.__file__).parent
+    lines = {p: len(p.read_text(encoding="utf-8").splitlines()) for p in root.rglob("*.py")}
+    total = sum(lines.values())
+    packages = [d for d in root.iterdir() if d.is_dir() and (d / "__init__.py").exists()]
+    share = {d.name: sum(n for p, n in lines.items() if d in p.parents) / total for d in packages}
+    assert share and max(share.values()) <= 0.2, share

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from trail import __version__
 from trail.api import access, alerts, errors, events, health, incidents, integrity, retention, sql, subjects
-from trail.api.auth import AccessMiddleware, BodyTimeout
-from trail.api.responses import JsonResponse, error
+from trail.api.auth import AccessMiddleware
+from trail.api.responses import JsonResponse
 from trail.service import ApiServices
 
 
@@ -32,10 +32,6 @@ def create_app(services: ApiServices) -> FastAPI:
         app.router.routes.extend(module.router.routes)  # flat, so the middleware matches each route itself
     errors.install(app)
 
-    async def body_timeout(_request: Request, _exc: Exception) -> JsonResponse:
-        return error(408, "the request body did not arrive in time")
-
-    app.add_exception_handler(BodyTimeout, body_timeout)
     app.add_middleware(AccessMiddleware, services=services, router_app=app.router)
 
     def openapi() -> dict[str, Any]:

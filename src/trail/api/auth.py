@@ -32,14 +32,10 @@ from trail.access.recorder import AccessNote
 from trail.access.roles import granting_role
 from trail.access.store import Authenticated
 from trail.api.errors import for_exception
-from trail.errors import Forbidden, RateLimited, TooLarge, TrailError, Unauthorized
+from trail.errors import Forbidden, RateLimited, RequestTimeout, TooLarge, TrailError, Unauthorized
 
 OPEN: frozenset[str] = frozenset({"/v1/health", "/openapi.json"})
 JSON_BODY_MAX = 1 << 20
-
-
-class BodyTimeout(TrailError):
-    """The client did not send its body in time (answered 408)."""
 
 
 class _Buckets:
@@ -128,10 +124,12 @@ class AccessMiddleware:
         try:
             try:
                 auth, role = await self._judge(scope, route, ip or "")
-            except TrailError as exc:
-                refusal: TrailError = exc
+            except (TrailError, _WithAuth) as exc:
+                refusal: TrailError
                 if isinstance(exc, _WithAuth):
                     auth, refusal = exc.auth, exc.exc
+                else:
+                    refusal = exc
                 reason = str(refusal)
                 await for_exception(refusal)(scope, receive, send_wrapped)
                 return
@@ -206,9 +204,9 @@ class AccessMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(0.001, deadline - time.monotonic()))
             except TimeoutError:
-                raise BodyTimeout(f"the request body did not arrive within {self.body_timeout:.0f} s") from None
+                raise RequestTimeout(f"the request body did not arrive within {self.body_timeout:.0f} s") from None
             if message["type"] == "http.disconnect":
-                raise BodyTimeout("the client went away before sending its body")
+                raise RequestTimeout("the client went away before sending its body")
             body = message.get("body", b"")
             received += len(body)
             if received > limit:
@@ -228,7 +226,7 @@ class AccessMiddleware:
         return replay
 
 
-class _WithAuth(TrailError):
+class _WithAuth(Exception):  # control flow inside this module, never raised past it
     """A refusal that knows whose token it was (for the access log); control flow only."""
 
     def __init__(self, exc: TrailError, auth: Authenticated) -> None:
@@ -237,10 +235,6 @@ class _WithAuth(TrailError):
 
 
 def _refusal(exc: TrailError) -> Any:
-    if isinstance(exc, BodyTimeout):
-        from trail.api.responses import error
-
-        return error(408, str(exc))
     return for_exception(exc)
 
 

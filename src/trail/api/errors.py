@@ -9,6 +9,7 @@
 | a known route with another method | 405 |
 | Conflict | 409 |
 | TooLarge | 413 |
+| RequestTimeout | 408 |
 | RateLimited | 429, ``Retry-After`` |
 | StoreError, ConfigError | 503 |
 | anything else | 500, with no stack trace (it is logged on the server) |
@@ -29,6 +30,7 @@ from trail.errors import (
     Forbidden,
     NotFound,
     RateLimited,
+    RequestTimeout,
     StoreError,
     TooLarge,
     TrailError,
@@ -53,6 +55,8 @@ def for_exception(exc: BaseException) -> JsonResponse:
         return error(409, str(exc))
     if isinstance(exc, TooLarge):
         return error(413, str(exc))
+    if isinstance(exc, RequestTimeout):
+        return error(408, str(exc))
     if isinstance(exc, RateLimited):
         return error(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, StoreError | ConfigError):

@@ -14,7 +14,7 @@ from typing import Any
 from trail.config import Settings, resolve_bootstrap
 from trail.errors import ConfigError, StoreError, TrailError
 from trail.logging import get_logger
-from trail.roles import run_until_signal
+from trail.wiring import incident_service, run_until_signal
 
 log = get_logger("trail.serve")
 
@@ -45,7 +45,6 @@ def run_serve(settings: Settings) -> int:
     from trail.api.app import create_app
     from trail.api.server import ApiServer
     from trail.incidents.commands import LocalIncidents
-    from trail.incidents.trigger import incident_service
     from trail.service import build_api_services
     from trail.storage.store import open_store
 
@@ -71,4 +70,4 @@ def run_serve(settings: Settings) -> int:
         store.close()
         log.info("serve.stopped")
 
-    return run_until_signal(_Serving(server), "serve", log, errors=((TrailError, 3, "failed"),), cleanup=cleanup)
+    return run_until_signal(_Serving(server), "serve", errors=((TrailError, 3, "failed"),), cleanup=cleanup)

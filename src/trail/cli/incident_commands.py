@@ -50,7 +50,7 @@ def incidents_backend(settings: Settings, *, need_store: bool = False) -> Iterat
     """The API of a running ``trail up``, else the incident store (and, if asked, the trail's store)."""
     from trail.cli.common import api_client
     from trail.incidents.commands import LocalIncidents, RemoteIncidents
-    from trail.incidents.trigger import incident_service
+    from trail.wiring import incident_service
 
     api = api_client(settings)
     if api is not None:

@@ -507,7 +507,7 @@ def retention_apply(ctx: click.Context, data_dir: Path | None, before: str, reas
 @click.pass_context
 def sink(ctx: click.Context, data_dir: Path | None) -> None:
     """Run the sink consumer alone (production role; see consumers/sink.py)."""
-    from trail.ingest.runner import run_sink
+    from trail.wiring import run_sink
 
     settings = _apply_data_dir(ctx, data_dir)
     sys.exit(run_sink(settings))

@@ -1,26 +1,42 @@
 """The detector: ``trail.events`` → rules → ``trail.alerts``, at least once, never twice visible.
 
-Loop (the sink's discipline, STYLE.md):
+A step over the consumer loop (``trail.ingest.processor``), on every partition of
+``trail.events``, committing under its own group ``<namespace>trail-detector``:
 
 1. poll a batch; decode each record (pure). A record that is not a valid v1 event is counted
    and skipped: the sink dead-letters it; detection goes on.
-2. feed the events to the :class:`~trail.detect.engine.Engine` (event time, no wall clock);
+2. merge the partitions in event time and feed the events to the
+   :class:`~trail.detect.engine.Engine` (event time, no wall clock);
 3. publish the alerts it returned whose ids were never published (acks=all, idempotent
    producer, wait for the acknowledgement), keyed by ``alert_id``;
 4. commit the offsets the batch covers, only then;
-5. every ``checkpoint_seconds``, and on a clean stop, store a checkpoint: the engine's state
-   and the offsets it covers (``detector_checkpoints``).
+5. every ``checkpoint_seconds``, and on a clean stop, store a checkpoint: the engine's state,
+   the offsets it covers and the identity of the log they belong to (``detector_checkpoints``),
+   within ``write_timeout_s`` (a failed or timed-out checkpoint is logged; the next one follows).
 
-On start: the ids already published are read back from ``trail.alerts`` (and the alerts
-table), so nothing is published twice; the newest checkpoint is loaded and every partition
-re-read from the checkpoint's offsets, so the windows are exactly those before the stop or
-crash. With no checkpoint (first start), the volume baseline and the consent withdrawals are
-rebuilt from what the store holds.
+Where it starts. The ids already published are read back from ``trail.alerts`` and the
+alerts table, so nothing is published twice. Then, per partition:
+
+- from the newest checkpoint's offset, when the checkpoint belongs to this log: the windows
+  are exactly those before the stop or crash;
+- else from the group's committed offset;
+- else from the **earliest** record: a detector sees every event the log still holds (its
+  windows need them all; an alert it recomputes is already published and suppressed).
+
+A checkpoint belongs to this log when it records the same log id: ``DetectorConfig.log_id``,
+else the cluster id the broker reports. The local stack's broker keeps its log in memory, so
+each of its starts is a new cluster with a new id: a restarted ``trail up`` finds the
+checkpoint of the previous log, keeps its window state and the published ids (nothing old is
+raised again), and reads the new log from its beginning. A checkpoint written before log ids
+were recorded is trusted as this log's unless ``log_id`` is set. An offset outside the log
+(from a checkpoint of this log, or committed) stops the detector with
+:class:`~trail.ingest.errors.OffsetOutOfRange`. With no checkpoint at all (first start), the
+volume baseline and the consent withdrawals are rebuilt from what the store holds.
 
 One detector per namespace: its windows span every partition (an actor's events come from
-many producers), so it assigns itself all partitions of ``trail.events`` and commits under
-its own consumer group, ``<namespace>trail-detector``. A second instance would see the same
-records; run a standby only behind a supervisor that starts it when the first is gone.
+many producers), so it assigns itself all partitions of ``trail.events``. A second instance
+would see the same records; run a standby only behind a supervisor that starts it when the
+first is gone.
 """
 
 from __future__ import annotations
@@ -28,10 +44,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,10 +54,17 @@ from typing import Any
 from trail.detect.alerts import Alert, rfc3339
 from trail.detect.engine import Engine, event_ts
 from trail.detect.rules import RuleSet
-from trail.errors import StoreError, TrailError, ValidationError
+from trail.errors import PublishError as PublishError
+from trail.errors import StoreError, ValidationError
 from trail.events.model import ACTIONS, ACTOR_KINDS, MAX_EVENT_BYTES, OUTCOMES, SCHEMA_V1, validate_wire
-from trail.ingest.topics import assign_all, close_quietly, consumer_options, security_options, seek_committed
+from trail.ingest.errors import OffsetOutOfRange, WriteTimeout
+from trail.ingest.kafka import AckedProducer, KafkaConsumerAdapter
+from trail.ingest.processor import Processor, close_quietly
+from trail.ingest.step import Partition, Polled, Step
+from trail.ingest.timeout import TimeLimit
+from trail.ingest.topics import read_to_end
 from trail.logging import get_logger
+from trail.storage import alerts as sql
 from trail.storage.store import Store
 
 _loads: Callable[[bytes], Any]
@@ -58,10 +80,6 @@ _TS = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[
 _KINDS = frozenset(ACTOR_KINDS)
 _ACTIONS = frozenset(ACTIONS)
 _OUTCOMES = frozenset(OUTCOMES)
-
-
-class PublishError(TrailError):
-    """trail.alerts did not acknowledge an alert; nothing past the last commit was committed."""
 
 
 def decode_event(value: bytes | None, *, full: bool = False) -> dict[str, Any] | None:
@@ -135,6 +153,8 @@ class DetectorStats:
     batches: int = 0
     checkpoints: int = 0
     restored_from: str = ""
+    #: The checkpoint found belonged to another log (its offsets were not used).
+    new_log: bool = False
 
 
 @dataclass
@@ -149,10 +169,18 @@ class DetectorConfig:
     max_idle_s: float = 2.0
     #: Run the full v1 validation on every record (slower) instead of the fields the rules read.
     full_validation: bool = False
+    #: Identity of the trail.events log the offsets belong to, recorded with each checkpoint.
+    #: None: the cluster id the broker reports (new at every start of the local broker).
+    log_id: str | None = None
+    #: The longest a checkpoint write may take before it counts as failed.
+    write_timeout_s: float = 30.0
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
 
-class Detector:
+_Buffered = tuple[float, int, dict[str, Any] | None]
+
+
+class Detector(Step):
     def __init__(self, config: DetectorConfig, store: Store, rules: RuleSet) -> None:
         self.cfg = config
         self.store = store
@@ -160,63 +188,106 @@ class Detector:
         self.engine = Engine(rules)
         self.stats = DetectorStats()
         self.published: set[str] = set()
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._consumer: Any = None
-        self._producer: Any = None
-        self._tps: list[Any] = []
+        self._producer: AckedProducer | None = None
+        self._writes = TimeLimit("detector")
+        self._log_id = ""
         self._positions: dict[int, int] = {}
-        self._buf: dict[Any, list[tuple[float, int, dict[str, Any] | None]]] = {}
-        self._tail: dict[Any, float] = {}
-        self._idle_since: dict[Any, float] = {}
+        self._from_checkpoint: set[int] = set()
+        self._buf: dict[Partition, list[_Buffered]] = {}
+        self._tail: dict[Partition, float] = {}
+        self._read: dict[Partition, int] = {}
+        self._idle_since: dict[Partition, float] = {}
         self._last_checkpoint = time.monotonic()
         #: Called with each batch of alerts right after they were acknowledged (metrics, tests).
         self.on_published: Callable[[list[Alert]], None] | None = None
+        self._loop = Processor(
+            "detector",
+            lambda: KafkaConsumerAdapter(
+                config.bootstrap,
+                config.topic,
+                config.group_id,
+                assign_all=True,
+                tuned={
+                    "max_poll_records": config.batch_size,
+                    "fetch_max_bytes": 64 * 1024 * 1024,
+                    "max_partition_fetch_bytes": 16 * 1024 * 1024,
+                },
+                options=config.consumer_options,
+            ),
+            self,
+            no_offset="earliest",
+            poll_timeout_s=config.poll_timeout_ms / 1000,
+        )
+        self.ready = self._loop.ready
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> DetectorStats:
+        """Consume until :meth:`stop`; returns the counters. Raises on a fatal error, without
+        committing or checkpointing past what was published."""
+        try:
+            self._loop.run()
+        except OffsetOutOfRange as exc:
+            if exc.partition in self._from_checkpoint:
+                raise exc.with_hint(
+                    f"The offset comes from the detector's checkpoint of log {self._log_id or '(unnamed)'}. If the "
+                    f"topic was recreated on the same cluster, give the detector a new log id (DetectorConfig.log_id): "
+                    "it keeps its windows and alert ids and reads the new log from its beginning"
+                ) from None
+            raise
+        log.info("detector.stopped", consumed=self.stats.consumed, published=self.stats.published)
+        return self.stats
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, checkpoint and return (safe from a signal handler)."""
-        self._stop.set()
+        self._loop.stop()
+
+    def start(self, loop: Processor) -> None:
+        super().start(loop)
+        self._producer = AckedProducer(self.cfg.bootstrap, linger_ms=2, options=self.cfg.consumer_options)
+        self._restore()
+        log.info("detector.ready", topic=self.cfg.topic, group=self.cfg.group_id, rules=self.rules.source)
+
+    def finish(self) -> None:
+        self.checkpoint()
+
+    def close(self) -> None:
+        producer = self._producer
+        close_quietly(log, "detector.close_failed", lambda: producer.close(5) if producer else None, self._writes.close)
 
     # ------------------------------------------------------------------ start
-    def _connect(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
-
-        opts = consumer_options(
-            self.cfg.bootstrap,
-            self.cfg.group_id,
-            self.cfg.consumer_options,
-            max_poll_records=self.cfg.batch_size,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
-        self._consumer = KafkaConsumer(**opts)
-        self._tps = assign_all(self._consumer, self.cfg.topic, self._stop, seek=False)  # _restore seeks
-        self._producer = KafkaProducer(
-            bootstrap_servers=self.cfg.bootstrap.split(","),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            bootstrap_timeout_ms=10_000,
-            **security_options(self.cfg.consumer_options),
-        )
-
     def _restore(self) -> None:
+        loop = self.loop
         self.published = self._published_ids()
+        self._log_id = self.cfg.log_id or loop.consumer.log_id() or ""
         checkpoint = self._load_checkpoint()
+        offsets: dict[int, int] = {}
         if checkpoint is not None:
-            offsets, state = checkpoint
+            ckpt_offsets, state, ckpt_log = checkpoint
             self.engine = Engine.from_state(self.rules, state)
             self.stats.restored_from = "checkpoint"
+            if ckpt_log == self._log_id or (not ckpt_log and self.cfg.log_id is None):
+                offsets = ckpt_offsets
+            else:
+                self.stats.new_log = True
+                log.warning(
+                    "detector.new_log",
+                    checkpoint_log=ckpt_log or None,
+                    log=self._log_id or None,
+                    reason="the checkpoint's offsets belong to another log: this log is read from its "
+                    "committed offsets, else from its beginning; window state and published alert ids are kept",
+                )
         else:
-            offsets = {}
             self._seed_from_store()
             self.stats.restored_from = "store"
-        for tp in self._tps:
-            if tp.partition in offsets:
-                self._consumer.seek(tp, offsets[tp.partition])
+        for p in sorted(loop.assignment()):
+            if p.partition in offsets:
+                loop.seek(p, offsets[p.partition])  # checked against the log on the first fetch
+                self._positions[p.partition] = offsets[p.partition]
+                self._from_checkpoint.add(p.partition)
             else:
-                seek_committed(self._consumer, tp)
-            self._positions[tp.partition] = self._consumer.position(tp)
+                committed = loop.committed(p)
+                if committed is not None:
+                    self._positions[p.partition] = committed
         log.info(
             "detector.restored",
             source=self.stats.restored_from,
@@ -227,88 +298,47 @@ class Detector:
 
     def _published_ids(self) -> set[str]:
         """Every alert id on ``trail.alerts`` and in the alerts table."""
-        from trail.ingest.topics import read_to_end
 
         ids: set[str] = set()
         try:
-            rows = self.store.query("SELECT DISTINCT toString(alert_id) AS id FROM {db}.alerts")
-            ids.update(str(r["id"]) for r in rows)
+            ids.update(sql.published_alert_ids(self.store))
         except StoreError as exc:
             log.warning("detector.alerts_table_unreadable", error=str(exc))
-        for rec in read_to_end(self.cfg.bootstrap, self.cfg.alerts_topic):
+        for rec in read_to_end(self.cfg.bootstrap, self.cfg.alerts_topic, options=self.cfg.consumer_options):
             if rec.key:
                 ids.add(rec.key.decode("utf-8", "replace"))
         return ids
 
-    def _load_checkpoint(self) -> tuple[dict[int, int], dict[str, Any]] | None:
-        rows = self.store.query(
-            "SELECT offsets, state FROM {db}.detector_checkpoints WHERE group_id = {g:String} "
-            "ORDER BY saved_at DESC LIMIT 1",
-            {"g": self.cfg.group_id},
-        )
-        if not rows:
+    def _load_checkpoint(self) -> tuple[dict[int, int], dict[str, Any], str] | None:
+        row = sql.latest_detector_checkpoint(self.store, self.cfg.group_id)
+        if row is None:
             return None
-        offsets = {int(p): int(o) for p, o in json.loads(rows[0]["offsets"]).items()}
-        state = json.loads(zlib.decompress(base64.b64decode(rows[0]["state"])))
-        return offsets, state
+        offsets = {int(p): int(o) for p, o in json.loads(row["offsets"]).items()}
+        state = json.loads(zlib.decompress(base64.b64decode(row["state"])))
+        return offsets, state, str(row["log_id"])
 
     def _seed_from_store(self) -> None:
         """First start: the volume baseline and consent withdrawals from what the store holds."""
-        rows = self.store.query("SELECT max(occurred_at) AS last, count() AS n FROM {db}.events")
-        if not rows or not rows[0]["n"]:
+        last = sql.newest_event_time(self.store)
+        if last is None:
             return
-        last: datetime = rows[0]["last"]
         last = last if last.tzinfo else last.replace(tzinfo=UTC)
         today = self.engine.clock.hour(last.strftime("%Y-%m-%dT%H"))
         since = datetime.fromtimestamp(today.day_start, UTC) - timedelta(days=self.rules.volume_anomaly.baseline_days)
         until = datetime.fromtimestamp(today.day_start, UTC)
-        hourly = self.store.query(
-            "SELECT actor_id, any(actor_kind) AS actor_kind, any(actor_role) AS actor_role, "
-            "any(actor_department) AS actor_department, toStartOfHour(occurred_at) AS hour, "
-            "uniqExact(event_id) AS n FROM {db}.events "
-            "WHERE occurred_at >= {since:DateTime64(6, 'UTC')} AND occurred_at < {until:DateTime64(6, 'UTC')} "
-            "GROUP BY actor_id, hour",
-            {"since": since, "until": until},
-        )
+        hourly = sql.hourly_counts(self.store, since, until)
         self.engine.load_hourly_counts(hourly)
         self.engine.seeded_before_day = today.local_day
-        consent = self.store.query(
-            "SELECT ref, maxIf(occurred_at, action = 'consent_withdraw') AS withdrawn, "
-            "maxIf(occurred_at, action = 'consent_grant') AS granted FROM "
-            "(SELECT arrayJoin(subject_refs) AS ref, occurred_at, action FROM {db}.events "
-            " WHERE action IN ('consent_withdraw', 'consent_grant') AND outcome != 'denied') "
-            "GROUP BY ref HAVING withdrawn > granted"
-        )
+        consent = sql.withdrawn_consents(self.store)
         self.engine.load_consent(consent)
         log.info("detector.seeded", hourly_rows=len(hourly), withdrawn_subjects=len(consent))
 
-    # ------------------------------------------------------------------ loop
-    def run(self) -> DetectorStats:
-        """Consume until :meth:`stop`; returns the counters. Raises on a fatal error, without
-        committing or checkpointing past what was published."""
-        self._connect()
-        try:
-            self._restore()
-            log.info("detector.started", topic=self.cfg.topic, group=self.cfg.group_id, rules=self.rules.source)
-            self.ready.set()
-            while not self._stop.is_set():
-                self.step()
-            self.checkpoint()
-        finally:
-            self._close()
-        log.info("detector.stopped", consumed=self.stats.consumed, published=self.stats.published)
-        return self.stats
+    # ------------------------------------------------------------------ the step
+    def room(self) -> int | None:
+        return self.cfg.batch_size
 
-    def step(self) -> int:
-        """One poll → merge → detect → publish → commit round; returns the records consumed.
-
-        Partitions are merged in event time: a record is fed only when no partition that
-        still has unread records (position below its high-water mark) could hold an older
-        one, so a backlog on one partition (a detector catching up, a replay through several
-        producers) does not make the others' events late. A partition that stays silent
-        longer than ``max_idle_s`` no longer holds the others back.
-        """
-        polled = self._consumer.poll(timeout_ms=self.cfg.poll_timeout_ms, max_records=self.cfg.batch_size)
+    def submit(self, polled: Polled) -> None:
+        """Decode and buffer per partition, with each partition's newest event time."""
         n = 0
         full = self.cfg.full_validation
         for tp, records in polled.items():
@@ -327,9 +357,21 @@ class Detector:
                     tail = ts
                 buf.append((ts, rec.offset, ev))
             self._tail[tp] = tail
+            if records:
+                self._read[tp] = records[-1].offset + 1
         if n:
             self.stats.consumed += n
             self.stats.batches += 1
+
+    def poll(self) -> None:
+        """Merge → detect → publish → commit → checkpoint (when due).
+
+        Partitions are merged in event time: a record is fed only when no partition that
+        still has unread records (position below its high-water mark) could hold an older
+        one, so a backlog on one partition (a detector catching up, a replay through several
+        producers) does not make the others' events late. A partition that stays silent
+        longer than ``max_idle_s`` no longer holds the others back.
+        """
         offsets, batch = self._releasable()
         alerts: list[Alert] = []
         feed = self.engine.feed
@@ -346,18 +388,27 @@ class Detector:
             self._commit(offsets)
             for tp, off in offsets.items():
                 self._positions[tp.partition] = off
-        self._backpressure()
         if time.monotonic() - self._last_checkpoint >= self.cfg.checkpoint_seconds and batch:
             self.checkpoint()
-        return n
 
-    def _releasable(self) -> tuple[dict[Any, int], list[tuple[float, int, dict[str, Any]]]]:
+    def revoke(self, partitions: Collection[Partition]) -> None:
+        for p in partitions:
+            self._buf.pop(p, None)
+            self._tail.pop(p, None)
+            self._read.pop(p, None)
+
+    def backpressure(self) -> Collection[Partition]:
+        """Partitions whose buffer is full: they wait for the slow ones."""
+        limit = self.cfg.batch_size * 4
+        return [tp for tp, buf in self._buf.items() if len(buf) >= limit]
+
+    def _releasable(self) -> tuple[dict[Partition, int], list[tuple[float, int, dict[str, Any]]]]:
         """The buffered records that can be fed now, in event-time order, and the offsets
         to commit once they are."""
         now = time.monotonic()
         bound = float("inf")
         lateness = self.rules.lateness_s
-        for tp in self._tps:
+        for tp in self.loop.assignment():
             buf = self._buf.get(tp)
             if buf:
                 self._idle_since.pop(tp, None)
@@ -366,13 +417,13 @@ class Detector:
             since = self._idle_since.setdefault(tp, now)
             if now - since >= self.cfg.max_idle_s:
                 continue  # silent for long: it no longer holds the others back
-            high = self._consumer.highwater(tp)
-            caught_up = high is not None and self._consumer.position(tp) >= high
+            high = self.loop.highwater(tp)
+            caught_up = high is not None and tp in self._read and self._read[tp] >= high
             if not caught_up or tp not in self._tail:
                 return {}, []  # wait a little for its records
             # Caught up as of its last fetch: what it sends next is at most `lateness` older.
             bound = min(bound, self._tail[tp] + lateness)
-        offsets: dict[Any, int] = {}
+        offsets: dict[Partition, int] = {}
         out: list[tuple[float, int, dict[str, Any]]] = []
         for tp, buf in self._buf.items():
             i = 0
@@ -391,17 +442,6 @@ class Detector:
             out.sort(key=lambda t: t[0])
         return offsets, out
 
-    def _backpressure(self) -> None:
-        """Pause partitions whose buffer is full (they wait for the slow ones), resume the others."""
-        limit = self.cfg.batch_size * 4
-        full = [tp for tp, buf in self._buf.items() if len(buf) >= limit]
-        paused = set(self._consumer.paused())
-        if full:
-            self._consumer.pause(*[tp for tp in full if tp not in paused])
-        resume = [tp for tp in paused if len(self._buf.get(tp, ())) < limit]
-        if resume:
-            self._consumer.resume(*resume)
-
     def _publish(self, alerts: list[Alert]) -> None:
         fresh = []
         for a in alerts:
@@ -412,14 +452,12 @@ class Detector:
         if not fresh:
             return
         now = rfc3339(time.time())
-        futures = []
         for a in fresh:
             a.detected_at = now
-            futures.append(self._producer.send(self.cfg.alerts_topic, key=a.alert_id.encode(), value=a.to_bytes()))
-        self._producer.flush(timeout=30)
-        for f in futures:
-            if not f.is_done or f.failed():
-                raise PublishError(f"{self.cfg.alerts_topic} did not acknowledge an alert; nothing was committed")
+        assert self._producer is not None
+        records = [(a.alert_id.encode(), a.to_bytes(), None) for a in fresh]
+        if not self._producer.send_all(self.cfg.alerts_topic, records):
+            raise PublishError(f"{self.cfg.alerts_topic} did not acknowledge an alert; nothing was committed")
         for a in fresh:
             self.published.add(a.alert_id)
             log.info(
@@ -435,28 +473,25 @@ class Detector:
         if self.on_published is not None:
             self.on_published(fresh)
 
-    def _commit(self, offsets: dict[Any, int]) -> None:
-        from kafka.structs import OffsetAndMetadata
-
-        self._consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+    def _commit(self, offsets: dict[Partition, int]) -> None:
+        """Commit what was fed and published (through the loop: never past the alerts)."""
+        self.loop.commit(offsets)
 
     def checkpoint(self) -> None:
-        """Store the engine state with the offsets it covers (all committed already)."""
+        """Store the engine state with the offsets it covers (all committed already) and the
+        id of their log. A failure or a timeout is logged: a restart re-reads from the previous
+        checkpoint (alerts are not republished)."""
         state = base64.b64encode(zlib.compress(json.dumps(self.engine.state()).encode("utf-8"), 3)).decode("ascii")
-        row = [self.cfg.group_id, datetime.now(UTC), json.dumps(self._positions), state]
+        row = [self.cfg.group_id, datetime.now(UTC), json.dumps(self._positions), state, self._log_id]
+        timeout = self.cfg.write_timeout_s
         try:
-            self.store.insert_rows("detector_checkpoints", ["group_id", "saved_at", "offsets", "state"], [row])
-        except StoreError as exc:
-            # Not fatal: a restart re-reads from the previous checkpoint (alerts are not republished).
+            self._writes.run(
+                lambda: sql.save_detector_checkpoint(self.store, row, timeout_s=timeout),
+                timeout,
+                "the detector checkpoint",
+            )
+        except (StoreError, WriteTimeout) as exc:
             log.error("detector.checkpoint_failed", error=str(exc))
             return
         self._last_checkpoint = time.monotonic()
         self.stats.checkpoints += 1
-
-    def _close(self) -> None:
-        close_quietly(
-            log,
-            "detector.close_failed",
-            lambda: self._consumer.close(autocommit=False),
-            lambda: self._producer.close(5),
-        )

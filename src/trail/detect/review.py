@@ -25,6 +25,7 @@ from trail.detect.alerts import Alert, alert_from_row, alert_row, rfc3339
 from trail.detect.rules import RULE_NAMES, SEVERITIES
 from trail.errors import TrailError, UsageError, ValidationError
 from trail.events.model import ActorKind
+from trail.ingest.topics import read_to_end
 from trail.sdk.client import Client
 from trail.storage import alerts as sql
 from trail.storage.store import Store
@@ -109,7 +110,6 @@ class TopicAlerts:
         self.options = options or {}
 
     def _fold(self) -> dict[str, Alert]:
-        from trail.ingest.topics import read_to_end
 
         out: dict[str, Alert] = {}
         for rec in read_to_end(self.bootstrap, self.topic, options=self.options):

@@ -24,13 +24,14 @@ from urllib.parse import parse_qs, unquote, urlparse
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 
+from trail.config import Settings
 from trail.errors import ConfigError, Refused, TrailError
 from trail.errors import Conflict as Conflict
 from trail.errors import NotFound as NotFound
 from trail.incidents import evidence as evidence_mod
 from trail.incidents.domain import Incident, incident_ref
 from trail.incidents.grading import clock_state, compute_grade, deadline, human_left
-from trail.incidents.playbook import LEVELS, Playbook, at_least, level_rank
+from trail.incidents.playbook import LEVELS, Playbook, at_least, level_rank, load_playbook
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -137,6 +138,19 @@ class IncidentService:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.timezone = timezone
         self._lock = threading.RLock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store | None = None, *, playbook: Playbook | None = None
+    ) -> IncidentService:
+        """The service of ``settings``: their playbook (unless one is given), incident store and time zone."""
+        return cls(
+            playbook or load_playbook(settings.playbook),
+            store_url=settings.incident_store,
+            sqlite_path=str(settings.incident_store_path),
+            store=store,
+            timezone=settings.timezone,
+        )
 
     def shutdown(self) -> None:
         """Release the incident store's connections."""

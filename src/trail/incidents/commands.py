@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from trail.errors import UsageError
+from trail.incidents import evidence
 from trail.incidents.application import IncidentService, parse_time
 from trail.incidents.domain import Incident
 
@@ -257,7 +258,6 @@ class LocalIncidents:
         return dispatch(self.service, command, ref, args)
 
     def subject_refs(self, ref: str) -> list[str]:
-        from trail.incidents import evidence
 
         inc = self.service.get(ref)
         if self.service.store is None or not inc.alerts:

@@ -35,12 +35,7 @@ def run_drill(
     playbook = load_playbook(playbook_path or settings.playbook)
     if org_type != "playbook":
         playbook = playbook.with_organisation(cii_operator=org_type == "cii", state_organ=org_type == "state_organ")
-    service = IncidentService(
-        playbook,
-        store_url=settings.incident_store,
-        sqlite_path=str(settings.incident_store_path),
-        timezone=settings.timezone,
-    )
+    service = IncidentService.from_settings(settings, playbook=playbook)
     try:
         inc = service.open(
             title=f"Drill: synthetic leak of personal information of {people:,} people",

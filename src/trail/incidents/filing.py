@@ -87,12 +87,7 @@ def last_drill(settings: Settings) -> str | None:
     """The date of the last drill recorded in the incident store (``trail drill``), if any."""
     if not settings.incident_store and not settings.incident_store_path.exists():
         return None
-    service = IncidentService(
-        load_playbook(settings.playbook),
-        store_url=settings.incident_store,
-        sqlite_path=str(settings.incident_store_path),
-        timezone=settings.timezone,
-    )
+    service = IncidentService.from_settings(settings)
     try:
         drills = [r["discovered_at"] for r in service.summaries() if r["drill"]]
     finally:

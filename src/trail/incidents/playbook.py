@@ -29,6 +29,7 @@ import yaml
 
 from trail.documents.kinds import DOCUMENT_KINDS
 from trail.errors import PlaybookError as PlaybookError
+from trail.events.model import DATA_CATEGORIES
 
 #: Grades from most to least severe (2017 National Cybersecurity Incident Emergency Plan).
 LEVELS: Final = ("I", "II", "III", "IV")
@@ -748,8 +749,6 @@ def _build(root: _Node, source: str, digest: str) -> Playbook:
     _required(advice_map, nm["advice"], "zh", "en")
     by_cat: dict[str, dict[str, str]] = {}
     if "advice_by_category" in nm:
-        from trail.events.model import DATA_CATEGORIES
-
         for cat, node in nm["advice_by_category"].mapping().items():
             if cat not in DATA_CATEGORIES:
                 raise node.fail(f"unknown data category {cat!r}; categories: {', '.join(DATA_CATEGORIES)}")

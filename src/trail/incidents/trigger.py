@@ -16,8 +16,8 @@ later can be added with ``trail incidents evidence ID``.
 
 from __future__ import annotations
 
-import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +25,15 @@ from eventsourcing.persistence import PersistenceError
 
 from trail.detect.alerts import Alert
 from trail.errors import StoreError, TrailError, ValidationError
-from trail.incidents.application import IncidentService
-from trail.ingest.topics import assign_all, close_quietly, consumer_options
+from trail.incidents.application import IncidentService, parse_time
+from trail.ingest.batch import Batch, BatchStep
+from trail.ingest.errors import WriteFailed, WriteTimeout
+from trail.ingest.kafka import KafkaConsumerAdapter
+from trail.ingest.processor import Processor
+from trail.ingest.step import Record
+from trail.ingest.timeout import TimeLimit
 from trail.logging import get_logger
+from trail.storage.evidence import stored_count
 from trail.storage.store import Store
 
 log = get_logger("trail.incident_trigger")
@@ -43,6 +49,9 @@ class TriggerConfig:
     evidence_wait_s: float = 20.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    #: The longest opening an incident (evidence from the store, save to the incident store)
+    #: may take before it counts as failed; above the incident store's own retries (~22 s).
+    write_timeout_s: float = 60.0
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,83 +64,106 @@ class TriggerStats:
     malformed: int = 0
 
 
-class IncidentTrigger:
+class IncidentTrigger(BatchStep[Record]):
+    """A :class:`~trail.ingest.batch.BatchStep` over the consumer loop, on every partition of
+    ``trail.alerts``: each poll's alerts are one batch, handled in order (a failing save is
+    retried with capped backoff, the alerts before it are not handled again), then committed.
+
+    A group with no committed offset starts at the **earliest** alert: an alert published while
+    no trigger ran (a new deployment, a broker whose log started anew) must still open its
+    incident, and opening is idempotent, so an alert read again changes nothing. A committed
+    offset outside the log stops the trigger with :class:`~trail.ingest.errors.OffsetOutOfRange`.
+    """
+
     def __init__(self, config: TriggerConfig, service: IncidentService, store: Store | None) -> None:
+        super().__init__(batch_size=500, batch_seconds=0.0)
         self.cfg = config
         self.service = service
         self.store = store
         self.stats = TriggerStats()
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._consumer: Any = None
-
-    def stop(self) -> None:
-        self._stop.set()
+        self._writes = TimeLimit("incident-trigger")
+        #: The record being handled: (its batch, its index, its alert or None), classified once.
+        self._in_hand: tuple[Batch[Record], int, Alert | None] | None = None
+        self._loop = Processor(
+            "trigger",
+            lambda: KafkaConsumerAdapter(
+                config.bootstrap, config.topic, config.group_id, assign_all=True, options=config.consumer_options
+            ),
+            self,
+            no_offset="earliest",
+            poll_timeout_s=config.poll_seconds,
+            backoff_initial_s=config.backoff_initial_s,
+            backoff_max_s=config.backoff_max_s,
+        )
+        self.ready = self._loop.ready
 
     def run(self) -> TriggerStats:
-        from kafka import KafkaConsumer
-
-        self._consumer = KafkaConsumer(
-            **consumer_options(self.cfg.bootstrap, self.cfg.group_id, self.cfg.consumer_options)
-        )
-        assign_all(self._consumer, self.cfg.topic, self._stop)
-        self.ready.set()
-        log.info("trigger.started", topic=self.cfg.topic, group=self.cfg.group_id, severities=self.cfg.severities)
-        try:
-            while not self._stop.is_set():
-                self.step()
-        finally:
-            close_quietly(log, "trigger.close_failed", lambda: self._consumer.close(autocommit=False))
+        self._loop.run()
         return self.stats
 
-    def step(self) -> int:
-        polled = self._consumer.poll(timeout_ms=int(self.cfg.poll_seconds * 1000))
-        offsets: dict[Any, int] = {}
-        handled = 0
-        for tp, records in polled.items():
-            for rec in records:
-                self.stats.seen += 1
-                try:
-                    alert = Alert.from_bytes(rec.value or b"")
-                except ValidationError as exc:
-                    self.stats.malformed += 1
-                    log.warning("trigger.malformed_alert", partition=rec.partition, offset=rec.offset, reason=str(exc))
-                    continue
-                if not self.wants(alert):
-                    self.stats.ignored += 1
-                    continue
-                problem = _unusable(alert)
-                if problem:  # a poison alert must not block the ones behind it
-                    self.stats.malformed += 1
-                    log.warning("trigger.unusable_alert", alert=alert.alert_id, offset=rec.offset, reason=problem)
-                    continue
-                self._handle(alert)
-                handled += 1
-            if records:
-                offsets[tp] = records[-1].offset + 1
-        if offsets:
-            from kafka.structs import OffsetAndMetadata
+    def stop(self) -> None:
+        """Ask the loop to finish the alert in hand, commit and return (safe from a signal handler)."""
+        self._loop.stop()
 
-            self._consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
-        return handled
+    def close(self) -> None:
+        self._writes.close()
+
+    def take(self, record: Record) -> Record:
+        return record
+
+    def write(self, batch: Batch[Record]) -> None:
+        """Handle the batch's alerts in order, from where the last attempt stopped: the record
+        at ``batch.stage`` is classified (and counted) once, however often its save is retried."""
+        records = batch.all()
+        while batch.stage < len(records):
+            hand = self._in_hand
+            if hand is None or hand[0] is not batch or hand[1] != batch.stage:
+                alert = self._classify(records[batch.stage])
+                if alert is not None:
+                    self._wait_for_events(alert)
+                hand = self._in_hand = (batch, batch.stage, alert)
+            alert = hand[2]
+            if alert is not None:
+                self._handle(alert)
+            batch.stage += 1
+        self._in_hand = None
+
+    def _classify(self, rec: Record) -> Alert | None:
+        """The alert to handle, or None (counted as ignored or malformed); counted as seen last,
+        so ``seen`` covers only records whose kind is known."""
+        try:
+            try:
+                alert = Alert.from_bytes(rec.value or b"")
+            except ValidationError as exc:
+                self.stats.malformed += 1
+                log.warning("trigger.malformed_alert", partition=rec.partition, offset=rec.offset, reason=str(exc))
+                return None
+            if not self.wants(alert):
+                self.stats.ignored += 1
+                return None
+            problem = _unusable(alert)
+            if problem:  # a poison alert must not block the ones behind it
+                self.stats.malformed += 1
+                log.warning("trigger.unusable_alert", alert=alert.alert_id, offset=rec.offset, reason=problem)
+                return None
+            return alert
+        finally:
+            self.stats.seen += 1
 
     def wants(self, alert: Alert) -> bool:
         return alert.severity in self.cfg.severities and alert.version == 0 and alert.status == "open"
 
     def _handle(self, alert: Alert) -> None:
-        self._wait_for_events(alert)
-        delay = self.cfg.backoff_initial_s
-        while True:
-            try:
-                inc, attached, created = self.service.open_from_alerts([alert.to_dict()])
-                break
-            except StoreError as exc:  # the event store: evidence could not be computed yet
-                log.error("trigger.store_unavailable", error=str(exc), retry_in_s=round(delay, 2))
-            except (TrailError, PersistenceError) as exc:  # the incident store (beyond its own retries)
-                log.error("trigger.incident_store_failed", error=_first_line(exc), retry_in_s=round(delay, 2))
-            if self._stop.wait(delay):
-                raise TrailError("stopped while the incident store was failing; the alert will be redelivered")
-            delay = min(delay * 2, self.cfg.backoff_max_s)
+        try:
+            inc, attached, created = self._writes.run(
+                lambda: self.service.open_from_alerts([alert.to_dict()]),
+                self.cfg.write_timeout_s,
+                f"opening the incident of alert {alert.alert_id}",
+            )
+        except (StoreError, WriteTimeout) as exc:  # the event store (evidence), or a save that hung
+            raise WriteFailed("store_unavailable", _first_line(exc)) from exc
+        except (TrailError, PersistenceError) as exc:  # the incident store (beyond its own retries)
+            raise WriteFailed("incident_store_failed", _first_line(exc)) from exc
         if created:
             self.stats.opened += 1
         elif attached:
@@ -152,17 +184,14 @@ class IncidentTrigger:
         deadline = time.monotonic() + self.cfg.evidence_wait_s
         while True:
             try:
-                [row] = self.store.query(
-                    "SELECT uniqExact(event_id) AS n FROM {db}.events WHERE event_id IN {ids:Array(UUID)}",
-                    {"ids": ids},
-                )
-                if int(row["n"]) >= len(ids):
+                if stored_count(self.store, ids) >= len(ids):
                     return
             except StoreError as exc:
                 log.warning("trigger.store_unavailable", error=str(exc))
-            if time.monotonic() >= deadline or self._stop.wait(0.25):
+            if time.monotonic() >= deadline or self.loop.stopping:
                 log.warning("trigger.evidence_incomplete", alert=alert.alert_id, expected=len(ids))
                 return
+            time.sleep(0.25)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,9 +201,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _unusable(alert: Alert) -> str:
     """Why an alert that decoded cannot be handled at all (retrying would never help), or ''."""
-    import uuid
-
-    from trail.incidents.application import parse_time
 
     for name in ("window_start", "window_end"):
         try:
@@ -187,59 +213,3 @@ def _unusable(alert: Alert) -> str:
         except ValueError:
             return f"evidence[{i}] is not an event id"
     return ""
-
-
-def trigger_config(settings: Any, bootstrap: str, **overrides: Any) -> TriggerConfig:
-    severities = tuple(x.strip() for x in str(settings.incident_severities).split(",") if x.strip())
-    from trail.config import Settings, kafka_options
-
-    if isinstance(settings, Settings):
-        overrides["consumer_options"] = {**kafka_options(settings), **overrides.get("consumer_options", {})}
-    return TriggerConfig(
-        bootstrap=bootstrap,
-        topic=settings.topic("alerts"),
-        group_id=f"{settings.namespace}trail-incident-trigger",
-        severities=severities,
-        **overrides,
-    )
-
-
-def incident_service(settings: Any, store: Store | None = None, **kwargs: Any) -> IncidentService:
-    """The incident service configured from the settings (playbook, incident store, time zone)."""
-    from trail.incidents.playbook import load_playbook
-
-    return IncidentService(
-        load_playbook(settings.playbook),
-        store_url=settings.incident_store,
-        sqlite_path=str(settings.incident_store_path),
-        store=store,
-        timezone=settings.timezone,
-        **kwargs,
-    )
-
-
-def run_trigger(settings: Any) -> int:
-    """``consumers/incident_trigger.py``: the trigger alone until SIGTERM/SIGINT.
-
-    Exit status: 0 clean stop; 2 bad configuration (playbook, incident store); 3 failures.
-    """
-    from trail.config import resolve_bootstrap
-    from trail.errors import ConfigError
-    from trail.incidents.playbook import PlaybookError
-    from trail.roles import run_until_signal
-    from trail.storage.store import open_store
-
-    try:
-        bootstrap = resolve_bootstrap(settings)
-        store = open_store(settings.store_dsn, settings.clickhouse_database)
-        service = incident_service(settings, store)
-    except (ConfigError, PlaybookError) as exc:
-        log.error("trigger.config_invalid", reason=str(exc))
-        return 2
-    trigger = IncidentTrigger(trigger_config(settings, bootstrap), service, store)
-
-    def cleanup() -> None:
-        service.shutdown()
-        store.close()
-
-    return run_until_signal(trigger, "trigger", log, errors=((TrailError, 3, "failed"),), cleanup=cleanup)

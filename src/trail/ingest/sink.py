@@ -1,17 +1,25 @@
 """The sink: ``trail.events`` → ClickHouse, at least once, never auto-committing.
 
-Loop (arroyo's lessons, STYLE.md):
+A :class:`~trail.ingest.batch.BatchStep` over the consumer loop (``trail.ingest.processor``),
+as a member of the consumer group ``<namespace>trail-sink`` (several sinks share the partitions):
 
-1. poll records; decode each (pure): a good event joins the batch, a bad one is staged for
-   the dead-letter topic with its reason;
-2. at ``batch_size`` records or ``batch_seconds`` after the first, flush:
-   a. produce the dead letters (original bytes, reason, topic/partition/offset in headers)
+1. decode each record (pure): a good event joins the batch, a bad one is staged for the
+   dead-letter topic with its reason;
+2. at ``batch_size`` records or ``batch_seconds`` after the first, and on stop or revocation:
+   a. check the dead-letter ratio (below);
+   b. produce the dead letters (original bytes, reason, topic/partition/offset in headers)
       and wait for the broker's acknowledgement;
-   b. insert the good events, columnar, in one insert; if the store fails, pause every
-      partition, keep polling so the group stays alive, retry with backoff, commit nothing;
-   c. commit the offsets the batch covers;
-3. on revocation, drop what was staged for the lost partitions (the next owner re-reads
-   from the last commit; the store de-duplicates); on stop (SIGTERM), flush and commit.
+   c. insert the good events, columnar, in one insert, within ``write_timeout_s``; if the store
+      fails or the insert times out, the loop pauses every partition, keeps polling so the
+      group stays alive, retries with capped backoff, and commits nothing;
+   d. commit the offsets the batch covers, then tell the sealer what was stored.
+3. on revocation, what was staged for the lost partitions is dropped (the next owner re-reads
+   it from the last commit; the store de-duplicates).
+
+A group with no committed offset starts at the **earliest** record: every event on the topic
+must reach the store (a new deployment, or a broker whose log started anew, e.g. a restarted
+local stack), and what is stored twice is de-duplicated on ``event_id``. A committed offset
+outside the log stops the sink with :class:`~trail.ingest.errors.OffsetOutOfRange`.
 
 A bad deploy that rejects everything must crash rather than divert the trail: when more
 than ``max_deadletter_ratio`` of the last ``deadletter_window`` records were rejected, the
@@ -20,26 +28,33 @@ sink raises :class:`SinkHalted` before producing those dead letters or committin
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
+from trail.errors import SinkHalted as SinkHalted
 from trail.errors import StoreError, TrailError
-from trail.ingest.decode import Rejected, decode
-from trail.ingest.topics import close_quietly, consumer_options, security_options
+from trail.events.wire import Rejected, decode
+from trail.ingest.batch import Batch, BatchStep
+from trail.ingest.errors import WriteFailed, WriteTimeout
+from trail.ingest.kafka import AckedProducer, KafkaConsumerAdapter
+from trail.ingest.processor import Processor, close_quietly
+from trail.ingest.step import Record
+from trail.ingest.timeout import TimeLimit
 from trail.logging import get_logger
 from trail.storage.store import Store
-
-if TYPE_CHECKING:
-    from trail.integrity.sealer import Sealer
 
 log = get_logger("trail.sink")
 
 
-class SinkHalted(TrailError):
-    """The sink stopped on purpose (dead-letter ratio exceeded); nothing past it was committed."""
+class Sealing(Protocol):
+    """What the sink tells about stored events, after their offsets were committed (the
+    integrity sealer, ``trail.integrity.sealer.Sealer``, is one)."""
+
+    def add(self, events: Iterable[dict[str, Any]]) -> None: ...
+    def seal(self) -> object: ...
 
 
 @dataclass
@@ -65,169 +80,152 @@ class SinkConfig:
     seal_seconds: float = 10.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    #: The longest an insert (or a seal) may take before it counts as failed.
+    write_timeout_s: float = 30.0
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
 
-class Sink:
-    def __init__(self, config: SinkConfig, store: Store, sealer: Sealer | None = None) -> None:
+class Dead(NamedTuple):
+    record: Record
+    reason: str
+
+
+#: Stage of a batch's write: ratio checked, dead letters acknowledged, events inserted.
+_CHECKED, _DEADLETTERED, _INSERTED = 1, 2, 3
+
+
+class Sink(BatchStep[dict[str, Any] | Dead]):
+    def __init__(self, config: SinkConfig, store: Store, sealer: Sealing | None = None) -> None:
+        super().__init__(config.batch_size, config.batch_seconds)
         self.cfg = config
         self.store = store
         self.sealer = sealer
-        self._last_seal = time.monotonic()
         self.stats = SinkStats()
-        self._stop = threading.Event()
-        self._consumer: Any = None
-        self._dl_producer: Any = None
-        self._rows: dict[Any, list[dict[str, Any]]] = {}
-        self._dead: dict[Any, list[tuple[Any, str]]] = {}
-        self._staged = 0
-        self._offsets: dict[Any, int] = {}
-        self._first_at: float | None = None
-        self._revoked: set[Any] = set()
         self._window: deque[tuple[int, int]] = deque()
-        self.ready = threading.Event()
+        self._writes = TimeLimit("sink")
+        self._last_seal = time.monotonic()
+        self._flush_started = 0.0
+        self._deadletters: AckedProducer | None = None
+        self._loop = Processor(
+            "sink",
+            self._consumer,
+            self,
+            no_offset="earliest",
+            poll_timeout_s=0.1,
+            backoff_initial_s=config.backoff_initial_s,
+            backoff_max_s=config.backoff_max_s,
+        )
+        self.ready = self._loop.ready
+
+    def _consumer(self) -> KafkaConsumerAdapter:
+        cfg = self.cfg
+        return KafkaConsumerAdapter(
+            cfg.bootstrap,
+            cfg.topic,
+            cfg.group_id,
+            tuned={
+                "max_poll_records": cfg.batch_size,
+                "max_poll_interval_ms": 10_000,
+                "session_timeout_ms": 10_000,
+                "heartbeat_interval_ms": 1_000,
+                "fetch_max_bytes": 64 * 1024 * 1024,
+                "fetch_max_wait_ms": 50,  # a quiet partition must not hold a batch back by the default 500 ms
+                "max_partition_fetch_bytes": 16 * 1024 * 1024,
+            },
+            options=cfg.consumer_options,
+        )
 
     # -- lifecycle --------------------------------------------------------------------
-    def stop(self) -> None:
-        """Ask the loop to flush, commit and return (safe from a signal handler)."""
-        self._stop.set()
-
-    def _connect(self) -> None:
-        from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-
-        sink = self
-
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                sink._revoked.update(revoked)
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                sink._revoked.difference_update(assigned)
-                log.info("sink.assigned", partitions=sorted(tp.partition for tp in assigned))
-
-        opts = consumer_options(
-            self.cfg.bootstrap,
-            self.cfg.group_id,
-            self.cfg.consumer_options,
-            max_poll_records=self.cfg.batch_size,
-            max_poll_interval_ms=10_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            fetch_max_bytes=64 * 1024 * 1024,
-            fetch_max_wait_ms=50,  # a quiet partition must not hold a batch back by the default 500 ms
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
-        self._consumer = KafkaConsumer(**opts)
-        self._consumer.subscribe([self.cfg.topic], listener=Listener())
-        self._dl_producer = KafkaProducer(
-            bootstrap_servers=self.cfg.bootstrap.split(","),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            bootstrap_timeout_ms=10_000,
-            **security_options(self.cfg.consumer_options),
-        )
-
     def run(self) -> SinkStats:
         """Consume until :meth:`stop`; returns the counters. Raises on a halt or fatal error."""
-        self._connect()
-        consumer = self._consumer
-        log.info("sink.started", topic=self.cfg.topic, group=self.cfg.group_id)
-        self.ready.set()
-        try:
-            while not self._stop.is_set():
-                room = max(1, self.cfg.batch_size - self._staged)
-                polled = consumer.poll(timeout_ms=100, max_records=room)
-                self._drop_revoked()
-                for tp, records in polled.items():
-                    if tp in self._revoked:
-                        continue
-                    for rec in records:
-                        self._take(tp, rec)
-                if self._due():
-                    self.flush()
-                self._maybe_seal()
-            self.flush()
-            self._maybe_seal(force=True)
-        finally:
-            self._close()
+        self._loop.run()
         log.info("sink.stopped", stored=self.stats.stored, deadlettered=self.stats.deadlettered)
         return self.stats
 
-    def _close(self) -> None:
-        close_quietly(
-            log, "sink.close_failed", lambda: self._consumer.close(autocommit=False), lambda: self._dl_producer.close(5)
-        )
+    def stop(self) -> None:
+        """Ask the loop to flush, commit and return (safe from a signal handler)."""
+        self._loop.stop()
 
-    # -- batching ---------------------------------------------------------------------
-    def _take(self, tp: Any, rec: Any) -> None:
-        if self._first_at is None:
-            self._first_at = time.monotonic()
+    def start(self, loop: Processor) -> None:
+        super().start(loop)
+        self._deadletters = AckedProducer(self.cfg.bootstrap, linger_ms=5, options=self.cfg.consumer_options)
+
+    def finish(self) -> None:
+        self._maybe_seal(force=True)
+
+    def close(self) -> None:
+        dl = self._deadletters
+        close_quietly(log, "sink.close_failed", lambda: dl.close(5) if dl else None, self._writes.close)
+
+    # -- the batch --------------------------------------------------------------------
+    def take(self, record: Record) -> dict[str, Any] | Dead:
         self.stats.consumed += 1
-        result = decode(rec.value)
-        if isinstance(result, Rejected):
-            self._dead.setdefault(tp, []).append((rec, result.reason))
-        else:
-            self._rows.setdefault(tp, []).append(result)
-        self._staged += 1
-        self._offsets[tp] = rec.offset + 1
+        result = decode(record.value)
+        return Dead(record, result.reason) if isinstance(result, Rejected) else result
 
-    def _due(self) -> bool:
-        if self._first_at is None:
-            return False
-        return self._staged >= self.cfg.batch_size or time.monotonic() - self._first_at >= self.cfg.batch_seconds
+    def poll(self) -> None:
+        super().poll()
+        self._maybe_seal()
 
-    def _drop_revoked(self) -> None:
-        if not self._revoked or not self._offsets:
-            return
-        lost = [tp for tp in self._offsets if tp in self._revoked]
-        if not lost:
-            return
-        # Re-read by the next owner from the last commit; nothing of them is written here.
-        for tp in lost:
-            del self._offsets[tp]
-            self._staged -= len(self._rows.pop(tp, ())) + len(self._dead.pop(tp, ()))
-        log.info("sink.revoked_dropped", partitions=sorted(tp.partition for tp in lost))
+    def write(self, batch: Batch[dict[str, Any] | Dead]) -> None:
+        """Dead-letter, insert — in that order; the loop commits only after both."""
+        items = batch.all()
+        if batch.stage < _CHECKED:
+            self._flush_started = time.monotonic()
+            self._check_ratio(len(items), sum(1 for i in items if isinstance(i, Dead)))
+            batch.stage = _CHECKED
+        if batch.stage < _DEADLETTERED:
+            self._deadletter([i for i in items if isinstance(i, Dead)])
+            batch.stage = _DEADLETTERED
+        if batch.stage < _INSERTED:
+            rows = [i for i in items if not isinstance(i, Dead)]
+            try:
+                if rows:
+                    self._writes.run(
+                        lambda: self.store.insert_events(rows, timeout_s=self.cfg.write_timeout_s),
+                        self.cfg.write_timeout_s,
+                        f"insert of {len(rows)} events",
+                    )
+            except (StoreError, WriteTimeout) as exc:
+                self.stats.store_failures += 1
+                raise WriteFailed("store_unavailable", f"{exc} ({len(rows)} rows)") from exc
+            batch.stage = _INSERTED
 
-    def flush(self) -> None:
-        """Dead-letter, write, commit — in that order; nothing is committed before the write."""
-        if not self._offsets:
-            self._first_at = None
-            return
-        started = time.monotonic()
-        rows = [r for part in self._rows.values() for r in part]
-        dead = [d for part in self._dead.values() for d in part]
-        offsets = self._offsets
-        self._check_ratio(len(rows) + len(dead), len(dead))
-        if dead:
-            self._deadletter(dead)
-        if rows:
-            self._write(rows)
-        self._commit(offsets)
+    def written(self, batch: Batch[dict[str, Any] | Dead]) -> None:
+        items = batch.all()
+        rows = [i for i in items if not isinstance(i, Dead)]
+        dead = len(items) - len(rows)
         if self.sealer is not None and rows:
-            self.sealer.add(rows)
+            sealer = self.sealer
+            try:
+                self._writes.run(
+                    lambda: sealer.add(rows), self.cfg.write_timeout_s, "handing stored events to the sealer"
+                )
+            except (StoreError, WriteTimeout) as exc:
+                # Stored and committed; the sealer finds them again in the store at its next start.
+                log.error("sink.seal_failed", error=str(exc))
         self.stats.stored += len(rows)
-        self.stats.deadlettered += len(dead)
+        self.stats.deadlettered += dead
         self.stats.batches += 1
         self.stats.last_flush_at = time.time()
         log.info(
             "sink.batch_flushed",
             events=len(rows),
-            deadlettered=len(dead),
-            partitions=len(offsets),
-            ms=round((time.monotonic() - started) * 1000, 1),
+            deadlettered=dead,
+            partitions=len(batch.offsets),
+            ms=round((time.monotonic() - self._flush_started) * 1000, 1),
         )
-        self._rows, self._dead, self._offsets, self._first_at, self._staged = {}, {}, {}, None, 0
 
     def _maybe_seal(self, force: bool = False) -> None:
-        if self.sealer is None:
+        sealer = self.sealer
+        if sealer is None:
             return
         if not force and (self.cfg.seal_seconds <= 0 or time.monotonic() - self._last_seal < self.cfg.seal_seconds):
             return
         self._last_seal = time.monotonic()
         try:
-            self.sealer.seal()
-        except StoreError as exc:
+            self._writes.run(sealer.seal, self.cfg.write_timeout_s, "sealing a checkpoint")
+        except (StoreError, WriteTimeout) as exc:
             # The file copy may hold it already; the next seal (or restart) completes the store copy.
             log.error("sink.seal_failed", error=str(exc))
 
@@ -245,8 +243,11 @@ class Sink:
                 "TRAIL_SINK_MAX_DEADLETTER_RATIO, and restart the sink"
             )
 
-    def _deadletter(self, dead: list[tuple[Any, str]]) -> None:
-        futures = []
+    def _deadletter(self, dead: list[Dead]) -> None:
+        if not dead:
+            return
+        assert self._deadletters is not None
+        records = []
         for rec, reason in dead:
             headers = [
                 ("trail.reason", reason.encode("utf-8")),
@@ -255,41 +256,7 @@ class Sink:
                 ("trail.offset", str(rec.offset).encode()),
                 ("trail.stage", b"sink.decode"),
             ]
-            futures.append(
-                self._dl_producer.send(self.cfg.deadletter_topic, key=rec.key, value=rec.value or b"", headers=headers)
-            )
+            records.append((rec.key, rec.value or b"", headers))
             log.warning("sink.deadlettered", partition=rec.partition, offset=rec.offset, reason=reason)
-        self._dl_producer.flush(timeout=30)
-        for f in futures:
-            if not f.succeeded():
-                raise TrailError("the dead-letter topic did not acknowledge; nothing was committed")
-
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        delay = self.cfg.backoff_initial_s
-        paused = False
-        while True:
-            try:
-                self.store.insert_events(rows)
-                break
-            except StoreError as exc:
-                self.stats.store_failures += 1
-                log.error("sink.store_unavailable", error=str(exc), retry_in_s=round(delay, 2), rows=len(rows))
-                if not paused:
-                    self._consumer.pause(*self._consumer.assignment())
-                    paused = True
-                end = time.monotonic() + delay
-                while time.monotonic() < end:
-                    self._consumer.poll(timeout_ms=100)  # paused: keeps the group alive, fetches nothing
-                    if self._stop.is_set():
-                        raise StoreError("stopped while the store was unavailable; nothing was committed") from None
-                delay = min(delay * 2, self.cfg.backoff_max_s)
-        if paused:
-            self._consumer.resume(*self._consumer.paused())
-            log.info("sink.store_recovered")
-
-    def _commit(self, offsets: dict[Any, int]) -> None:
-        from kafka.structs import OffsetAndMetadata
-
-        keep = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items() if tp not in self._revoked}
-        if keep:
-            self._consumer.commit(keep)
+        if not self._deadletters.send_all(self.cfg.deadletter_topic, records):
+            raise TrailError("the dead-letter topic did not acknowledge; nothing was committed")

@@ -103,7 +103,7 @@ def load_public_key(text_or_path: str | Path) -> PublicKey:
     text = str(text_or_path).strip()
     path = Path(text)
     is_hex = len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
-    if not is_hex and path.exists():  # a path of 64 characters is still a path
+    if isinstance(text_or_path, Path) or (not is_hex and path.exists()):
         data = path.read_bytes().strip()
         if data.startswith(b"-----BEGIN"):
             obj = serialization.load_pem_public_key(data)

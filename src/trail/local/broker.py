@@ -2,6 +2,9 @@
 
 Started as a subprocess on 127.0.0.1 and a free port, with in-memory storage: it comes back
 empty after a restart, which the SDK's spool and the sink's consumer group must survive.
+Because each start is a new, empty log, each start is also a new cluster: the broker reports
+a fresh cluster id (:attr:`LocalBroker.log_id`), so a consumer that kept offsets elsewhere (the
+detector's checkpoint in the store) can tell they belong to an earlier log.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +52,8 @@ class LocalBroker:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
+        #: The cluster id of the running broker: new at every start, as its log is.
+        self.log_id = ""
 
     @property
     def bootstrap(self) -> str:
@@ -62,7 +68,12 @@ class LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         self._log_fh = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         out: Any = self._log_fh or subprocess.DEVNULL
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTENER_URL", "ADVERTISED_", "STORAGE_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("LISTENER_URL", "ADVERTISED_", "STORAGE_", "CLUSTER_ID"))
+        }
+        self.log_id = f"trail-local-{uuid.uuid4().hex}"
         self._proc = subprocess.Popen(
             [
                 binary,
@@ -73,6 +84,8 @@ class LocalBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                "--cluster-id",
+                self.log_id,
             ],
             stdout=out,
             stderr=out,

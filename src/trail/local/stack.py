@@ -15,15 +15,15 @@ import threading
 import time
 from typing import Any
 
-from trail.config import Settings, kafka_options, running_server, server_file
+from trail import wiring
+from trail.config import Settings, running_server, server_file
 from trail.config import resolve_bootstrap as resolve_bootstrap
-from trail.detect.runtime import DetectionHandle, start_detection
 from trail.errors import TrailError
-from trail.ingest.sink import Sink, SinkConfig
-from trail.integrity.sealer import make_sealer
+from trail.incidents.commands import LocalIncidents
+from trail.ingest.sink import Sink
 from trail.local.broker import LocalBroker, ensure_topics
 from trail.logging import get_logger
-from trail.storage.store import Store, open_store
+from trail.storage.store import Store
 
 log = get_logger("trail.stack")
 EVENTS_PARTITIONS = 4
@@ -39,7 +39,7 @@ class LocalStack:
         self.sink: Sink | None = None
         self.services: Any = None
         self._sink_thread: threading.Thread | None = None
-        self.detection: DetectionHandle | None = None
+        self.detection: wiring.DetectionHandle | None = None
         self.incidents: Any = None
         self.trigger: Any = None
         self._trigger_thread: threading.Thread | None = None
@@ -61,7 +61,7 @@ class LocalStack:
             raise TrailError(f"trail up already runs on {s.data_dir} (pid {other['pid']}); stop it first")
         server_file(s).unlink(missing_ok=True)
         try:
-            self.store = open_store(s.store_dsn, s.clickhouse_database)
+            self.store = wiring.open_trail_store(s)
             self.broker = LocalBroker(log_path=s.data_dir / "broker.log").start()
             ensure_topics(
                 self.bootstrap,
@@ -72,24 +72,15 @@ class LocalStack:
                     s.topic("checkpoints"): 1,
                 },
             )
-            self.sink = Sink(
-                SinkConfig(
-                    bootstrap=self.bootstrap,
-                    topic=s.topic("events"),
-                    deadletter_topic=s.topic("deadletter"),
-                    group_id=f"{s.namespace}trail-sink",
-                    batch_size=s.sink_batch_size,
-                    batch_seconds=s.sink_batch_seconds,
-                    max_deadletter_ratio=s.sink_max_deadletter_ratio,
-                    seal_seconds=s.checkpoint_seconds,
-                    consumer_options=kafka_options(s),
-                ),
-                self.store,
-                make_sealer(s, self.store, self.bootstrap, kafka_options(s)),
-            )
+            self.sink = wiring.build_sink(s, self.store, self.bootstrap)
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
-            self.detection = start_detection(s, self.store, self.bootstrap)
+            # The broker's log is new at every start: the detector's checkpoint of an earlier log
+            # keeps its windows and published ids, not its offsets.
+            assert self.broker is not None
+            self.detection = wiring.start_detection(
+                s, self.store, self.bootstrap, detector_overrides={"log_id": self.broker.log_id}
+            )
             self._start_incidents()
             self._start_api()
             if not self.sink.ready.wait(timeout=30):
@@ -131,12 +122,9 @@ class LocalStack:
 
     def _start_incidents(self) -> None:
         """The incident service over this store, and the trigger on trail.alerts in a thread."""
-        from trail.incidents.commands import LocalIncidents
-        from trail.incidents.trigger import IncidentTrigger, incident_service, trigger_config
-
-        service = incident_service(self.settings, self.store)
+        service = wiring.incident_service(self.settings, self.store)
         self.incidents = LocalIncidents(service)
-        self.trigger = IncidentTrigger(trigger_config(self.settings, self.bootstrap), service, self.store)
+        self.trigger = wiring.build_trigger(self.settings, service, self.store, self.bootstrap)
 
         def run() -> None:
             try:

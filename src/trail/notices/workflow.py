@@ -38,6 +38,7 @@ from trail.notices.resolvers import load_resolver
 from trail.notices.runner import DeliveryResult, Render, deliveries, plan_batch, run_batch
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport, KafkaTransport
+from trail.storage.writer import store_writer
 
 log = get_logger("trail.notify")
 #: The ``source.service`` and ``target.system`` of the delivery audit events.
@@ -132,7 +133,6 @@ def audit_client(settings: Settings, backend: Any, bootstrap: str | None = None)
     Through the broker at ``bootstrap`` (the running stack's), else ``TRAIL_KAFKA_BOOTSTRAP``'s,
     else straight into the store the in-process incident backend holds.
     """
-    from trail.storage.writer import store_writer
 
     broker = bootstrap or settings.kafka_bootstrap
     transport: Any

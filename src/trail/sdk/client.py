@@ -32,8 +32,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Unpack
 
-from trail.errors import ClientClosedError, SpoolFullError, TransportUnavailable
-from trail.events.model import EventFields, canonical_bytes, new_event_id, validate_input
+from trail.errors import ClientClosedError, SpoolFullError, TransportUnavailable, ValidationError
+from trail.events.model import _HEX64, EventFields, canonical_bytes, new_event_id, validate_input
 from trail.logging import get_logger
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.spool import Spool, find_orphans
@@ -160,8 +160,6 @@ class Client:
     def record_pseudonymised(self, *, subject_refs: list[str], **fields: Any) -> str:
         """Record an event about subjects known only by their refs (trail's own components:
         notices, reviews). The refs must be the 64-hex HMACs this client's key produces."""
-        from trail.errors import ValidationError
-        from trail.events.model import _HEX64
 
         for i, ref in enumerate(subject_refs):
             if not isinstance(ref, str) or _HEX64.match(ref) is None:

@@ -1,4 +1,5 @@
-"""The SQL behind alerts: the alerts table the review queue reads and the alert sink fills.
+"""The SQL behind detection: the alerts table (the review queue reads it, the alert sink fills it),
+the detector's checkpoints, and what a first start seeds its windows with.
 
 One logical row per ``alert_id``; a review inserts the whole alert again with a higher
 ``version`` and the table keeps the highest, so reads use ``FINAL``.
@@ -37,9 +38,9 @@ ALERT_COLUMNS: Final = (
 _SELECT = ", ".join("toString(alert_id) AS alert_id" if c == "alert_id" else c for c in ALERT_COLUMNS)
 
 
-def insert_alerts(store: Store, rows: Sequence[Sequence[Any]]) -> None:
+def insert_alerts(store: Store, rows: Sequence[Sequence[Any]], *, timeout_s: float | None = None) -> None:
     """Rows in ``ALERT_COLUMNS`` order."""
-    store.insert_rows("alerts", list(ALERT_COLUMNS), [list(r) for r in rows])
+    store.insert_rows("alerts", list(ALERT_COLUMNS), [list(r) for r in rows], timeout_s=timeout_s)
 
 
 def select_alerts(
@@ -77,3 +78,58 @@ def select_alerts(
 def alert_by_id(store: Store, alert_id: str) -> dict[str, Any] | None:
     rows = store.query(f"SELECT {_SELECT} FROM {{db}}.alerts FINAL WHERE alert_id = {{id:String}}", {"id": alert_id})
     return rows[0] if rows else None
+
+
+def published_alert_ids(store: Store) -> set[str]:
+    """Every alert id the alerts table holds."""
+    return {str(r["id"]) for r in store.query("SELECT DISTINCT toString(alert_id) AS id FROM {db}.alerts")}
+
+
+# ------------------------------------------------------------------ the detector's own state
+DETECTOR_CHECKPOINT_COLUMNS: Final = ("group_id", "saved_at", "offsets", "state", "log_id")
+
+
+def save_detector_checkpoint(store: Store, row: Sequence[Any], *, timeout_s: float | None = None) -> None:
+    """One checkpoint row in ``DETECTOR_CHECKPOINT_COLUMNS`` order."""
+    store.insert_rows("detector_checkpoints", list(DETECTOR_CHECKPOINT_COLUMNS), [list(row)], timeout_s=timeout_s)
+
+
+def latest_detector_checkpoint(store: Store, group_id: str) -> dict[str, Any] | None:
+    rows = store.query(
+        "SELECT offsets, state, log_id FROM {db}.detector_checkpoints WHERE group_id = {g:String} "
+        "ORDER BY saved_at DESC LIMIT 1",
+        {"g": group_id},
+    )
+    return rows[0] if rows else None
+
+
+def newest_event_time(store: Store) -> datetime | None:
+    """The newest ``occurred_at`` in the store, or None when it holds no event."""
+    rows = store.query("SELECT max(occurred_at) AS last, count() AS n FROM {db}.events")
+    if not rows or not rows[0]["n"]:
+        return None
+    last: datetime = rows[0]["last"]
+    return last
+
+
+def hourly_counts(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Per actor and hour: distinct events, with the actor's kind, role and department."""
+    return store.query(
+        "SELECT actor_id, any(actor_kind) AS actor_kind, any(actor_role) AS actor_role, "
+        "any(actor_department) AS actor_department, toStartOfHour(occurred_at) AS hour, "
+        "uniqExact(event_id) AS n FROM {db}.events "
+        "WHERE occurred_at >= {since:DateTime64(6, 'UTC')} AND occurred_at < {until:DateTime64(6, 'UTC')} "
+        "GROUP BY actor_id, hour",
+        {"since": since, "until": until},
+    )
+
+
+def withdrawn_consents(store: Store) -> list[dict[str, Any]]:
+    """Subject refs whose last consent event is a withdrawal (``ref``, ``withdrawn``, ``granted``)."""
+    return store.query(
+        "SELECT ref, maxIf(occurred_at, action = 'consent_withdraw') AS withdrawn, "
+        "maxIf(occurred_at, action = 'consent_grant') AS granted FROM "
+        "(SELECT arrayJoin(subject_refs) AS ref, occurred_at, action FROM {db}.events "
+        " WHERE action IN ('consent_withdraw', 'consent_grant') AND outcome != 'denied') "
+        "GROUP BY ref HAVING withdrawn > granted"
+    )

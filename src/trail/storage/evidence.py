@@ -79,3 +79,11 @@ def subject_refs(
     ):
         for row in block:
             yield str(row[0])
+
+
+def stored_count(store: Store, event_ids: Sequence[str]) -> int:
+    """How many of these events the store holds (each once, however often delivered)."""
+    [row] = store.query(
+        "SELECT uniqExact(event_id) AS n FROM {db}.events WHERE event_id IN {ids:Array(UUID)}", {"ids": list(event_ids)}
+    )
+    return int(row["n"])

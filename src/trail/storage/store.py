@@ -10,6 +10,7 @@ was delivered more than once.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -313,23 +314,34 @@ class Store:
         return applied
 
     # -- writing ----------------------------------------------------------------------
-    def insert_events(self, events: Sequence[dict[str, Any]]) -> None:
+    def insert_events(self, events: Sequence[dict[str, Any]], *, timeout_s: float | None = None) -> None:
+        """Insert validated wire events, columnar. ``timeout_s`` bounds the insert on the server's
+        side (``max_execution_time``); callers that must not hang also bound the wait (the
+        consumer loop's :class:`~trail.ingest.timeout.TimeLimit`)."""
         if not events:
             return
         cols = events_to_columns(events)
         with self._lock:
             try:
-                self._client.insert(f"{self.db}.events", cols, column_names=list(EVENT_COLUMNS), column_oriented=True)
+                self._client.insert(
+                    f"{self.db}.events",
+                    cols,
+                    column_names=list(EVENT_COLUMNS),
+                    column_oriented=True,
+                    settings=_time_limit(timeout_s),
+                )
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"insert of {len(events)} events failed: {_short(exc)}") from None
 
-    def insert_rows(self, table: str, columns: list[str], rows: list[list[Any]]) -> None:
-        """Row-oriented insert into one of trail's own tables."""
+    def insert_rows(
+        self, table: str, columns: list[str], rows: list[list[Any]], *, timeout_s: float | None = None
+    ) -> None:
+        """Row-oriented insert into one of trail's own tables (``timeout_s`` as for events)."""
         if not rows:
             return
         with self._lock:
             try:
-                self._client.insert(f"{self.db}.{table}", rows, column_names=columns)
+                self._client.insert(f"{self.db}.{table}", rows, column_names=columns, settings=_time_limit(timeout_s))
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"insert into {table} failed: {_short(exc)}") from None
 
@@ -458,6 +470,13 @@ def open_store(dsn: str, database: str = "trail", *, migrate: bool = True) -> St
     if migrate:
         store.migrate()
     return store
+
+
+def _time_limit(timeout_s: float | None) -> dict[str, Any] | None:
+    """The server-side bound of one statement: ClickHouse and chDB stop it with TIMEOUT_EXCEEDED."""
+    if not timeout_s or timeout_s <= 0:
+        return None
+    return {"max_execution_time": max(1, math.ceil(timeout_s))}
 
 
 def _safe_dsn(dsn: str) -> str:
