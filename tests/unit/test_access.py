@@ -141,15 +141,3 @@ def test_the_retention_floor_can_be_raised(tmp_path: Path) -> None:
     s = load_settings({"TRAIL_RETENTION_FLOOR_DAYS": "1100"}, config_file=tmp_path / "x")
     assert s.retention_floor_days == 1100
 
-
-def test_a_public_key_file_whose_path_is_64_characters_long_is_read_as_a_file(tmp_path: Path) -> None:
-    """load_public_key tells 64 hex characters from a path of 64 characters."""
-    from trail.integrity.keys import generate, load_public_key
-
-    key = generate()
-    name = "k" * (64 - len(str(tmp_path)) - 1)
-    path = tmp_path / name
-    assert len(str(path)) == 64
-    path.write_text(key.public.raw_hex + "\n")
-    assert load_public_key(str(path)).raw_hex == key.public.raw_hex
-    assert load_public_key(key.public.raw_hex).raw_hex == key.public.raw_hex
