@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint bench bench-verify bench-detect bench-notices bench-api clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/system-packages.sh
+	scripts/system-packages.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[local,dev]'
