@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify bench-detect bench-notices clean
+.PHONY: venv demo test lint bench bench-verify bench-detect bench-notices bench-api clean
 
 $(STAMP): pyproject.toml scripts/system-packages.sh
 	scripts/system-packages.sh
@@ -37,6 +37,9 @@ bench-detect: $(STAMP)
 
 bench-notices: $(STAMP)
 	$(BIN)/python load_tests/bench_notices.py --subjects 100000 --out load_tests/results/notices.json
+
+bench-api: $(STAMP)
+	$(BIN)/python load_tests/bench_api.py --events 200000 --out load_tests/results/api.json
 
 clean:
 	rm -rf $(VENV) .trail .pytest_cache

@@ -34,6 +34,23 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_INCIDENT_SEVERITIES | alert severities that open incidents (comma-separated) | high,critical |
 | TRAIL_LOG_FORMAT | ``json`` or ``console`` (default: console on a TTY) | auto |
 | TRAIL_LOG_LEVEL | debug, info, warning, error | info |
+| TRAIL_API_URL | the API the command line talks to (a remote ``trail serve``); unset = ``trail up``'s | unset |
+| TRAIL_TOKEN / TRAIL_TOKEN_FILE | the command line's bearer token; unset = ``DATA_DIR/keys/local.token`` | unset |
+| TRAIL_API_MAX_BODY_BYTES | largest request body (``POST /v1/events``; JSON bodies are capped at 1 MiB) | 64 MiB |
+| TRAIL_API_MAX_CONNECTIONS | open connections and requests at once (more: 503) | 1000 |
+| TRAIL_API_WORKER_THREADS | requests served at once by the store-bound handlers (others wait) | 32 |
+| TRAIL_API_BACKLOG | the listen backlog | 2048 |
+| TRAIL_API_HEADER_TIMEOUT | seconds a client has to send a request's headers | 10 |
+| TRAIL_API_BODY_TIMEOUT | seconds a client has to send a request's body | 30 |
+| TRAIL_API_KEEPALIVE_TIMEOUT | seconds an idle keep-alive connection stays open | 5 |
+| TRAIL_API_RATE_PER_PRINCIPAL | requests per second one principal may make (bursts of twice that) | 500 |
+| TRAIL_API_AUTH_FAILURES_PER_MINUTE | failed authentications per client address before 429 | 30 |
+| TRAIL_SQL_MAX_ROWS / TRAIL_SQL_TIMEOUT | ``trail sql``: rows returned at most; seconds a query may run | 10000 / 30 |
+| TRAIL_RETENTION_FLOOR_DAYS | nothing younger is deleted (Cybersecurity Law Art. 21(3)); only raised | 183 |
+| TRAIL_KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
+| TRAIL_KAFKA_SASL_MECHANISM | PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 | unset |
+| TRAIL_KAFKA_SASL_USERNAME / _PASSWORD (_PASSWORD_FILE) | SASL credentials of this role | unset |
+| TRAIL_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | TLS: the CA bundle, this client's certificate and key (mTLS) | unset |
 """
 
 from __future__ import annotations
@@ -53,6 +70,10 @@ from zoneinfo import ZoneInfo
 from trail.errors import ConfigError
 
 MIN_KEY_LEN = 32
+#: Cybersecurity Law Art. 21(3): network logs are kept at least six months.
+RETENTION_FLOOR_DAYS = 183
+#: Where ``trail up`` writes the local principal's token (mode 0600), under the data directory.
+LOCAL_TOKEN_FILE = "keys/local.token"  # noqa: S105  # a file name, not a secret
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,27 @@ class Settings:
     incident_severities: str = "high,critical"
     log_format: str = "auto"
     log_level: str = "info"
+    api_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    api_max_body_bytes: int = 64 << 20
+    api_max_connections: int = 1000
+    api_worker_threads: int = 32
+    api_backlog: int = 2048
+    api_header_timeout: float = 10.0
+    api_body_timeout: float = 30.0
+    api_keepalive_timeout: float = 5.0
+    api_rate_per_principal: float = 500.0
+    api_auth_failures_per_minute: int = 30
+    sql_max_rows: int = 10_000
+    sql_timeout: float = 30.0
+    retention_floor_days: int = RETENTION_FLOOR_DAYS
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     # -- derived values -------------------------------------------------------------
     def topic(self, name: str) -> str:
@@ -149,12 +191,51 @@ class Settings:
             scheme, rest = self.incident_store.split("://", 1)
             out["incident_store"] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
         out["notice_channel"] = mask_url(self.notice_channel)
+        out["token"] = "****" if self.token else None
+        out["kafka_sasl_password"] = "****" if self.kafka_sasl_password else None
         return out
 
+    @property
+    def local_token_path(self) -> Path:
+        return self.data_dir / LOCAL_TOKEN_FILE
 
-_INT = {"spool_max_bytes", "sink_batch_size", "api_port"}
-_FLOAT = {"sink_batch_seconds", "sink_max_deadletter_ratio", "checkpoint_seconds", "detector_checkpoint_seconds"}
-_PATH = {"data_dir", "spool_dir", "checkpoint_key_file", "rules_file", "playbook", "outbox_dir"}
+
+_INT = {
+    "spool_max_bytes",
+    "sink_batch_size",
+    "api_port",
+    "api_max_body_bytes",
+    "api_max_connections",
+    "api_worker_threads",
+    "api_backlog",
+    "api_auth_failures_per_minute",
+    "sql_max_rows",
+    "retention_floor_days",
+}
+_FLOAT = {
+    "sink_batch_seconds",
+    "sink_max_deadletter_ratio",
+    "checkpoint_seconds",
+    "detector_checkpoint_seconds",
+    "api_header_timeout",
+    "api_body_timeout",
+    "api_keepalive_timeout",
+    "api_rate_per_principal",
+    "sql_timeout",
+}
+_PATH = {
+    "data_dir",
+    "spool_dir",
+    "checkpoint_key_file",
+    "rules_file",
+    "playbook",
+    "outbox_dir",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+}
+#: Secrets that may also come from a file: ``TRAIL_<NAME>_FILE`` (the variable itself wins).
+_FILE_SECRETS = ("subject_key", "token", "kafka_sasl_password")
 
 
 def _coerce(name: str, value: Any, var: str) -> Any:
@@ -201,12 +282,14 @@ def load_settings(
         if var in env and env[var] != "":
             values[name] = _coerce(name, env[var], var)
 
-    key_file = env.get("TRAIL_SUBJECT_KEY_FILE")
-    if key_file and not env.get("TRAIL_SUBJECT_KEY"):  # the environment wins over the file
-        try:
-            values["subject_key"] = Path(key_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"TRAIL_SUBJECT_KEY_FILE: cannot read {key_file} ({exc.strerror})") from None
+    for secret in _FILE_SECRETS:
+        var = f"TRAIL_{secret.upper()}"
+        key_file = env.get(f"{var}_FILE")
+        if key_file and not env.get(var):  # the environment wins over the file
+            try:
+                values[secret] = Path(key_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{var}_FILE: cannot read {key_file} ({exc.strerror})") from None
 
     for key, val in overrides.items():
         if val is not None:
@@ -256,10 +339,83 @@ def _validate(s: Settings) -> None:
             "TRAIL_INCIDENT_STORE: must start with postgresql:// (or sqlite:///path); leave unset for SQLite "
             "in the data directory"
         )
+    _validate_api(s)
+    _validate_kafka_security(s)
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]
     bad = [x for x in severities if x not in ("low", "medium", "high", "critical")]
     if bad or not severities:
         raise ConfigError("TRAIL_INCIDENT_SEVERITIES: comma-separated list of low, medium, high, critical")
+
+
+def _validate_api(s: Settings) -> None:
+    if s.retention_floor_days < RETENTION_FLOOR_DAYS:
+        raise ConfigError(
+            f"TRAIL_RETENTION_FLOOR_DAYS: at least {RETENTION_FLOOR_DAYS} (Cybersecurity Law Art. 21(3): network logs "
+            "are kept at least six months); it can only be raised"
+        )
+    for name, low in (
+        ("api_max_body_bytes", 1024),
+        ("api_max_connections", 1),
+        ("api_worker_threads", 1),
+        ("api_backlog", 1),
+        ("api_auth_failures_per_minute", 1),
+        ("sql_max_rows", 1),
+    ):
+        if getattr(s, name) < low:
+            raise ConfigError(f"TRAIL_{name.upper()}: must be at least {low}")
+    for name in (
+        "api_header_timeout",
+        "api_body_timeout",
+        "api_keepalive_timeout",
+        "api_rate_per_principal",
+        "sql_timeout",
+    ):
+        if not getattr(s, name) > 0:
+            raise ConfigError(f"TRAIL_{name.upper()}: must be above 0")
+    if s.api_url and not s.api_url.startswith(("http://", "https://")):
+        raise ConfigError("TRAIL_API_URL: must start with http:// or https://")
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _validate_kafka_security(s: Settings) -> None:
+    if s.kafka_security_protocol not in KAFKA_PROTOCOLS:
+        raise ConfigError(f"TRAIL_KAFKA_SECURITY_PROTOCOL: one of {', '.join(KAFKA_PROTOCOLS)}")
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    if s.kafka_sasl_mechanism and s.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+        raise ConfigError(f"TRAIL_KAFKA_SASL_MECHANISM: one of {', '.join(KAFKA_SASL_MECHANISMS)}")
+    if sasl and not s.kafka_sasl_mechanism:
+        raise ConfigError(f"TRAIL_KAFKA_SASL_MECHANISM: required with {s.kafka_security_protocol}")
+    if s.kafka_sasl_mechanism and not sasl:
+        raise ConfigError("TRAIL_KAFKA_SASL_MECHANISM: needs TRAIL_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT or SASL_SSL")
+    if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password):
+        raise ConfigError("TRAIL_KAFKA_SASL_USERNAME and TRAIL_KAFKA_SASL_PASSWORD (or _FILE): required with SASL")
+    for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        path = getattr(s, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TRAIL_{name.upper()}: no file at {path}")
+    if (s.kafka_ssl_certfile is None) != (s.kafka_ssl_keyfile is None):
+        raise ConfigError("TRAIL_KAFKA_SSL_CERTFILE and TRAIL_KAFKA_SSL_KEYFILE: give both (mTLS) or neither")
+
+
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    """The kafka-python keyword arguments of the broker's security settings (``TRAIL_KAFKA_*``),
+    for every producer, consumer and admin client trail creates. Empty for plain local brokers."""
+    s = settings
+    out: dict[str, Any] = {}
+    if s.kafka_security_protocol != "PLAINTEXT":
+        out["security_protocol"] = s.kafka_security_protocol
+    if s.kafka_sasl_mechanism:
+        out["sasl_mechanism"] = s.kafka_sasl_mechanism
+        out["sasl_plain_username"] = s.kafka_sasl_username
+        out["sasl_plain_password"] = s.kafka_sasl_password
+    for name in ("cafile", "certfile", "keyfile"):
+        path = getattr(s, f"kafka_ssl_{name}")
+        if path is not None:
+            out[f"ssl_{name}"] = str(path)
+    return out
 
 
 def mask_url(spec: str) -> str:

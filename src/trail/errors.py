@@ -29,6 +29,11 @@ value. Exit statuses and HTTP statuses are not properties of these classes: the 
     ├── NoCommittedOffset         partitions the group has no offset for (control flow)
     ├── DocumentError             a document could not be rendered or written
     │   └── MissingElementError   a rendered document lacks a required element (its template regressed)
+    ├── Unauthorized              no valid token: missing, unknown, expired or revoked (API: 401)
+    ├── Forbidden                 the principal's roles do not allow the request (API: 403)
+    ├── RateLimited               too many requests or failed authentications (API: 429)
+    ├── TooLarge                  a request body over its limit (API: 413)
+    ├── RequestTimeout            a request body that did not arrive in time (API: 408)
     └── NoticeError               contact resolution, channels, the notice ledger, batch runs
         ├── NoticeSpecError       (see above)
         ├── ResolverError         the contact resolver failed (names the resolver and line, never contact data)
@@ -112,6 +117,30 @@ class Conflict(TrailError):
 
 class PlaybookError(TrailError):
     """A playbook file is invalid; the message starts with ``file:line:``."""
+
+
+class Unauthorized(TrailError):
+    """The request carries no valid token (missing, unknown, expired, revoked, disabled)."""
+
+
+class Forbidden(TrailError):
+    """The principal is authenticated but none of its roles allows this request."""
+
+
+class RateLimited(TrailError):
+    """Too many requests (per principal) or failed authentications (per client address)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TooLarge(TrailError):
+    """A request body over its limit; it was not read to the end."""
+
+
+class RequestTimeout(TrailError):
+    """A client did not send its request body in time (the API answers 408)."""
 
 
 # ---------------------------------------------------------------- consumers

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,10 @@ from trail.storage.store import Gap, Store, open_store
 from trail.storage.writer import store_writer as store_writer
 
 MAX_ERRORS_REPORTED = 1000
+#: The source service of the access log's events: analysts' views leave them out; auditors read them.
+ACCESS_LOG_SERVICE = "trail-access"
+#: Rows of one page of ``GET /v1/events`` at most (the client follows ``next`` for more).
+PAGE_MAX = 10_000
 
 
 @dataclass
@@ -50,8 +54,10 @@ def emit_lines(
     *,
     progress: Callable[[int], None] | None = None,
     flush_timeout: float = 60.0,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> EmitResult:
-    """Record one event per JSON line; a bad line is reported by number and costs nothing else."""
+    """Record one event per JSON line; a bad line is reported by number and costs nothing else.
+    ``check`` may refuse (ValidationError) or complete an event before it is recorded."""
     result = EmitResult()
     for number, line in enumerate(lines, start=1):
         if progress is not None:
@@ -71,6 +77,8 @@ def emit_lines(
             _reject(result, number, f"an audit event must be a JSON object, got {type(raw).__name__}")
             continue
         try:
+            if check is not None:
+                check(raw)
             client.record_event(raw)
             result.accepted += 1
         except ValidationError as exc:
@@ -108,17 +116,47 @@ class QueryFilters:
         return out
 
 
-def query(store: Store, kind: str, ref_or_id: str | None, f: QueryFilters) -> list[dict[str, Any]]:
-    """``kind`` is events, subject (by subject_ref) or actor (by actor id)."""
+def query(
+    store: Store,
+    kind: str,
+    ref_or_id: str | None,
+    f: QueryFilters,
+    *,
+    after: tuple[datetime, str] | None = None,
+) -> list[dict[str, Any]]:
+    """``kind`` is events, subject (by subject_ref), actor (by actor id) or access (the access
+    log, by principal). The trail's own access log is left out of the first three."""
     return store.find_events(
         since=f.since,
         until=f.until,
         action=f.action,
         category=f.category,
-        actor_id=ref_or_id if kind == "actor" else None,
+        actor_id=ref_or_id if kind in ("actor", "access") else None,
         subject_ref=ref_or_id if kind == "subject" else None,
         limit=f.limit,
+        after=after,
+        service=ACCESS_LOG_SERVICE if kind == "access" else None,
+        exclude_service=None if kind == "access" else ACCESS_LOG_SERVICE,
     )
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    import base64
+
+    raw = json.dumps([row["occurred_at"], row["event_id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[datetime, str]:
+    import base64
+    import uuid
+
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        at, eid = json.loads(raw)
+        return parse_timestamp("cursor", str(at)), str(uuid.UUID(str(eid)))
+    except (ValueError, TypeError, ValidationError):
+        raise ValidationError("cursor", "not a cursor this API returned (pass the 'next' value as is)") from None
 
 
 def gaps_as_dicts(gaps: list[Gap]) -> list[dict[str, Any]]:
@@ -161,22 +199,78 @@ class StoreBackend:
             out.update(self._extra_health())
         return out
 
-    def emit(self, lines: list[bytes]) -> dict[str, Any]:
+    def emit(self, lines: list[bytes], check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         with self._emit_lock:
-            return emit_lines(self.client, lines).as_dict()
+            return emit_lines(self.client, lines, check=check).as_dict()
 
     def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]:
         return query(self.store, kind, key, filters)
+
+    def page(
+        self, kind: str, key: str | None, filters: QueryFilters, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page (at most PAGE_MAX rows) and the cursor of the next, if there may be one."""
+        size = min(filters.limit, PAGE_MAX)
+        f = QueryFilters(filters.since, filters.until, filters.action, filters.category, size)
+        rows = query(self.store, kind, key, f, after=decode_cursor(cursor) if cursor else None)
+        return rows, (encode_cursor(rows[-1]) if len(rows) == size else None)
+
+    def export(
+        self, kind: str, key: str | None, filters: QueryFilters, block: int = 5000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every matching event (up to ``filters.limit``), in blocks read one query at a time, so
+        the store is never held for the whole export."""
+        left = filters.limit
+        after: tuple[datetime, str] | None = None
+        while left > 0:
+            f = QueryFilters(filters.since, filters.until, filters.action, filters.category, min(block, left))
+            rows = query(self.store, kind, key, f, after=after)
+            if not rows:
+                return
+            yield rows
+            left -= len(rows)
+            if len(rows) < f.limit:
+                return
+            after = decode_cursor(encode_cursor(rows[-1]))
+
+    def subject_ref(self, subject_id: str) -> str:
+        """The reference of a raw subject id, made here with the organisation's key (never by clients)."""
+        from trail.sdk.pseudonymise import Pseudonymiser
+
+        if not isinstance(subject_id, str) or not subject_id.strip() or len(subject_id) > 256:
+            raise ValidationError("subject_id", "give the person's id (1-256 characters)")
+        return Pseudonymiser(self.settings.require_subject_key()).ref(subject_id)
 
     def gaps(self, producer: str | None) -> list[dict[str, Any]]:
         return gaps_as_dicts(self.store.gaps(producer))
 
     def counts(self) -> dict[str, Any]:
-        return self.store.counts()
+        out = self.store.counts(exclude_service=ACCESS_LOG_SERVICE)
+        access = self.store.counts().get("events", 0) - out.get("events", 0)
+        out["access_log_events"] = int(access)
+        return out
+
+    def checkpoints(self, limit: int = 100) -> list[dict[str, Any]]:
+        from trail.storage import integrity as sql
+
+        if self.seal is not None:
+            self.seal()
+        out = []
+        for record in sql.checkpoint_records(self.store)[-limit:]:
+            rec = json.loads(record)
+            out.append({k: rec.get(k) for k in ("seq", "created_at", "count", "root", "key_id", "hash", "prev")})
+        return out
 
     # -- integrity --------------------------------------------------------------------
-    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]:
+    def verify(
+        self, since: int | None, strict: bool, public_key: str | None = None, *, key_text_only: bool = False
+    ) -> dict[str, Any]:
+        """``key_text_only`` (the API): ``public_key`` is the key's 64 hex characters, never a file name."""
         s = self.settings
+        if public_key and key_text_only:
+            text = public_key.strip()
+            if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+                raise ValidationError("public_key", "the public key's 64 hex characters (not a file name)")
         if self.seal is not None:
             self.seal()  # seal what is stored so far, so the report covers it
         report = Verifier(
@@ -229,3 +323,78 @@ def _direct_sealer(settings: Settings, store: Store) -> Any:
         sealer.seal()
 
     return seal
+
+
+# --------------------------------------------------------------------------- the API's services
+@dataclass
+class ApiServices:
+    """Everything the API serves, built once per process (``trail up`` or ``trail serve``)."""
+
+    settings: Settings
+    backend: StoreBackend
+    access: Any  # trail.access.store.AccessStore
+    recorder: Any  # trail.access.recorder.AccessRecorder
+    retention: Any  # trail.access.retention.RetentionService
+    sql: Any  # trail.access.sql.SqlRunner
+    alerts: Any  # trail.detect.review.Alerts: read from the store, reviews published to trail.alerts
+    incidents: Any = None  # trail.incidents.commands.LocalIncidents
+
+    def close(self) -> None:
+        self.recorder.client.close(timeout=10)
+        self.backend.client.close(timeout=10)
+        self.sql.close()
+        self.access.close()
+
+
+def build_api_services(
+    settings: Settings,
+    store: Store,
+    bootstrap: str,
+    *,
+    incidents: Any = None,
+    seal: Any = None,
+    extra_health: Any = None,
+    access: Any = None,
+    transport: Callable[[], Any] | None = None,
+) -> ApiServices:
+    """The API's services over a store and a broker: one SDK client for the events services send
+    (``trail-api``), another for the access log (``trail-access``: its own producer chain)."""
+    from trail.access.recorder import ACCESS_SERVICE, AccessRecorder
+    from trail.access.retention import RetentionService, incident_holds
+    from trail.access.sql import SqlRunner
+    from trail.access.store import open_access_store
+    from trail.config import kafka_options
+    from trail.detect.review import SplitAlerts, StoreAlerts, TopicAlerts
+    from trail.sdk.transport import KafkaTransport
+
+    options = kafka_options(settings)
+
+    def client(service: str) -> Client:
+        return Client(
+            service=service,
+            transport=transport() if transport else KafkaTransport(bootstrap, settings.topic("events"), extra=options),
+            subject_key=settings.require_subject_key(),
+            spool_dir=settings.effective_spool_dir,
+            spool_max_bytes=settings.spool_max_bytes,
+            environment=settings.mode,
+        )
+
+    access = access or open_access_store(settings)
+    backend = StoreBackend(store, client("trail-api"), extra_health, settings=settings, seal=seal)
+    backend.incidents = incidents
+    holds = incident_holds(incidents.service) if incidents is not None else None
+    return ApiServices(
+        settings=settings,
+        backend=backend,
+        access=access,
+        recorder=AccessRecorder(client(ACCESS_SERVICE)),
+        retention=RetentionService(settings, store, access, incident_holds=holds),
+        sql=SqlRunner(
+            settings.store_dsn,
+            settings.clickhouse_database,
+            max_rows=settings.sql_max_rows,
+            timeout_s=settings.sql_timeout,
+        ),
+        alerts=SplitAlerts(StoreAlerts(store), TopicAlerts(bootstrap, settings.topic("alerts"), options=options)),
+        incidents=incidents,
+    )

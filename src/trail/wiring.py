@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trail.config import Settings, resolve_bootstrap
+from trail.config import Settings, kafka_options, resolve_bootstrap
 from trail.detect.alert_sink import AlertSink, AlertSinkConfig
 from trail.detect.consumer import Detector, DetectorConfig
 from trail.detect.rules import RuleSet, rules_from_settings
@@ -48,7 +48,14 @@ def open_trail_store(settings: Settings) -> Store:
     return open_store(settings.store_dsn, settings.clickhouse_database)
 
 
+def _secured(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The role's overrides with the broker security settings (TRAIL_KAFKA_*) in its client options."""
+    overrides["consumer_options"] = {**kafka_options(settings), **overrides.get("consumer_options", {})}
+    return overrides
+
+
 def sink_config(settings: Settings, bootstrap: str, **overrides: Any) -> SinkConfig:
+    _secured(settings, overrides)
     return SinkConfig(
         bootstrap=bootstrap,
         topic=settings.topic("events"),
@@ -64,11 +71,13 @@ def sink_config(settings: Settings, bootstrap: str, **overrides: Any) -> SinkCon
 
 def build_sink(settings: Settings, store: Store, bootstrap: str, **overrides: Any) -> Sink:
     """The sink of ``settings``, sealing what it stores when sealing is on."""
-    return Sink(sink_config(settings, bootstrap, **overrides), store, make_sealer(settings, store, bootstrap))
+    sealer = make_sealer(settings, store, bootstrap, kafka_options(settings))
+    return Sink(sink_config(settings, bootstrap, **overrides), store, sealer)
 
 
 def detector_config(settings: Settings, bootstrap: str, **overrides: Any) -> DetectorConfig:
     overrides.setdefault("checkpoint_seconds", settings.detector_checkpoint_seconds)
+    _secured(settings, overrides)
     return DetectorConfig(
         bootstrap=bootstrap,
         topic=settings.topic("events"),
@@ -79,6 +88,7 @@ def detector_config(settings: Settings, bootstrap: str, **overrides: Any) -> Det
 
 
 def alert_sink_config(settings: Settings, bootstrap: str, **overrides: Any) -> AlertSinkConfig:
+    _secured(settings, overrides)
     return AlertSinkConfig(
         bootstrap=bootstrap,
         topic=settings.topic("alerts"),
@@ -89,6 +99,7 @@ def alert_sink_config(settings: Settings, bootstrap: str, **overrides: Any) -> A
 
 def trigger_config(settings: Settings, bootstrap: str, **overrides: Any) -> TriggerConfig:
     severities = tuple(x.strip() for x in settings.incident_severities.split(",") if x.strip())
+    _secured(settings, overrides)
     return TriggerConfig(
         bootstrap=bootstrap,
         topic=settings.topic("alerts"),

@@ -405,6 +405,10 @@ def test_drill_runs_the_playbook_end_to_end_and_is_listed_as_a_drill(tmp_path: P
 
 
 # --------------------------------------------------------------------------- through trail up's API
+#: trail up's API URL -> the local principal's token it wrote to DATA_DIR/keys/local.token.
+LOCAL_TOKENS: dict[str, str] = {}
+
+
 @dataclass
 class Up:
     data: Path
@@ -428,6 +432,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     try:
         server = wait_for(lambda: (data / "server.json").exists() and json.loads((data / "server.json").read_text()),
                           60, what="server.json")  # fmt: skip
+        LOCAL_TOKENS[str(server["api"])] = (data / "keys" / "local.token").read_text().strip()
         # The CLI is pointed at another incident store: if it ever bypassed the API, its changes would land there.
         elsewhere = base / "elsewhere.db"
         env = trail_env(TRAIL_INCIDENT_STORE=f"sqlite://{elsewhere}")
@@ -439,7 +444,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310  # local API
+    """A request to trail up's API with the local token (DATA_DIR/keys/local.token) of its data directory."""
+    headers = {"Authorization": f"Bearer {LOCAL_TOKENS.get(url.split('/v1/')[0], '')}", **(headers or {})}
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310  # local API
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310  # local API
             return resp.status, json.loads(resp.read())

@@ -1,218 +1,133 @@
-"""The small HTTP API of ``trail up`` (JSON; bound to 127.0.0.1 by default).
+"""Serving the ASGI application with uvicorn: in a thread of ``trail up``, or as ``trail serve``.
 
-| method | path | body / query | answer |
-|---|---|---|---|
-| GET | /v1/health | | broker, sink and SDK state |
-| POST | /v1/events | JSON lines (one event each) | ``{"accepted", "rejected", "errors"}`` |
-| GET | /v1/events | since, until, action, category, actor, subject_ref, limit | ``{"events": [...]}`` |
-| GET | /v1/gaps | producer | ``{"gaps": [...]}`` |
-| GET | /v1/counts | | counts read from the store |
-| GET | /v1/incidents | status | ``{"incidents": [...]}`` with clocks (due soon, overdue) |
-| POST | /v1/incidents | ``{"title", "by", "description"?, "discovered_at"?, "facts"?}`` | the incident |
-| GET | /v1/incidents/{ref} | | the incident: grade, facts, evidence, steps, obligations with time left |
-| GET | /v1/incidents/{ref}/timeline | | its own history, one entry per recorded event |
-| GET | /v1/incidents/{ref}/subjects | | the subject refs in its evidence (for notices) |
-| POST | /v1/incidents/{ref}/{command} | JSON arguments; ``If-Match: <version>`` optional | the incident after |
-| GET | /v1/playbook | | the graded emergency plan in force |
-
-Incident commands (``fact``, ``grade``, ``step``, ``meet``, ``waive``, ``measure``, ``update``,
-``contain``, ``resolve``, ``review``, ``close``, ``evidence``, ...) are those of
-``trail.incidents.commands``. A refused command answers 400 and records nothing; a change
-that lost a race with another responder (or a stale ``If-Match``) answers 409.
-
-Subjects are addressed by their reference (HMAC), never by the raw id: the command line
-computes the reference with the organisation's key before it asks.
+Limits (``TRAIL_API_*``): a listen backlog fit for hundreds of clients, a cap on open
+connections (beyond it: 503), a deadline for a request's headers (a client that trickles them
+byte by byte is cut off) and for its body (408), an idle keep-alive timeout. uvicorn has no
+header deadline of its own: :class:`GuardedH11Protocol` adds one.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import socket
 import threading
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlparse
+from typing import Any
 
-from trail.errors import Conflict, NotFound, Refused, StoreError, TrailError, UsageError, ValidationError
-from trail.events.model import parse_timestamp
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from trail.config import Settings
+from trail.errors import TrailError
 from trail.logging import get_logger
-from trail.service import QueryFilters
 
 log = get_logger("trail.api")
-MAX_BODY = 256 * 1024 * 1024
 
 
-class Backend(Protocol):
-    def health(self) -> dict[str, Any]: ...
-    def emit(self, lines: list[bytes]) -> dict[str, Any]: ...
-    def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]: ...
-    def gaps(self, producer: str | None) -> list[dict[str, Any]]: ...
-    def counts(self) -> dict[str, Any]: ...
-    def verify(self, since: int | None, strict: bool, public_key: str | None = None) -> dict[str, Any]: ...
-    def proof(self, event_id: str) -> dict[str, Any]: ...
-    def retention(self, before: str, reason: str) -> dict[str, Any]: ...
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers."""
+
+    header_timeout: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._header_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            log.info("api.headers_timeout", client=str(self.client[0]) if self.client else "")
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        if before is None or before.response_complete:
+            self._arm()  # between requests: the next one's headers are on the clock
+        super().data_received(data)
+        if self.cycle is not None and self.cycle is not before:
+            self._disarm()  # a request's headers arrived whole
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
 
-def _one(q: dict[str, list[str]], name: str) -> str | None:
-    vals = q.get(name)
-    return vals[-1] if vals else None
+class ApiServer:
+    """The API on a socket of its own, served by uvicorn in a thread (no signal handlers)."""
 
+    def __init__(self, app: Any, settings: Settings, host: str | None = None, port: int | None = None) -> None:
+        self.settings = settings
+        host = host if host is not None else settings.api_host
+        port = port if port is not None else settings.api_port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise TrailError(f"the API cannot listen on {host}:{port} ({exc.strerror})") from None
+        self.sock.listen(settings.api_backlog)
+        protocol = type("Protocol", (GuardedH11Protocol,), {"header_timeout": settings.api_header_timeout})
+        config = uvicorn.Config(
+            app,
+            http=protocol,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            limit_concurrency=settings.api_max_connections,
+            backlog=settings.api_backlog,
+            timeout_keep_alive=max(1, int(settings.api_keepalive_timeout)),
+            h11_max_incomplete_event_size=64 * 1024,
+            server_header=False,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
 
-def _filters(q: dict[str, list[str]]) -> QueryFilters:
-    def one(name: str) -> str | None:
-        vals = q.get(name)
-        return vals[-1] if vals else None
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
-    f = QueryFilters(action=one("action"), category=one("category"))
-    since, until, limit = one("since"), one("until"), one("limit")
-    f.since = parse_timestamp("since", since) if since else None
-    f.until = parse_timestamp("until", until) if until else None
-    if limit is not None:
-        if not limit.isdigit() or not 0 < int(limit) <= 1_000_000:
-            raise ValidationError("limit", "must be a whole number from 1 to 1000000")
-        f.limit = int(limit)
-    return f
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        except BaseException as exc:  # reported by start() and health
+            self.error = exc
+            log.exception("api.server_failed", internal=True)
 
+    def start(self, timeout: float = 30.0) -> ApiServer:
+        self._thread = threading.Thread(target=self._run, name="trail-api", daemon=True)
+        self._thread.start()
+        waited = 0.0
+        while not self.server.started and waited < timeout:
+            if self.error is not None or not self._thread.is_alive():
+                raise TrailError(f"the API did not start: {self.error}")
+            threading.Event().wait(0.05)
+            waited += 0.05
+        if not self.server.started:
+            raise TrailError(f"the API did not start within {timeout:.0f} s")
+        return self
 
-def make_server(backend: Backend, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "trail"
-        protocol_version = "HTTP/1.1"
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.server.force_exit = True
+                self._thread.join(5)
+        self.sock.close()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # one canonical line per request is written below instead
-
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body, default=_json_default, ensure_ascii=False).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _route(self, method: str) -> None:
-            url = urlparse(self.path)
-            q = parse_qs(url.query)
-            try:
-                if method == "GET" and url.path == "/v1/health":
-                    self._send(200, backend.health())
-                elif method == "POST" and url.path == "/v1/events":
-                    length = int(self.headers.get("Content-Length") or 0)
-                    if length > MAX_BODY:
-                        self._send(413, {"error": f"body over {MAX_BODY} bytes; send the file in parts"})
-                        return
-                    body = self.rfile.read(length)
-                    self._send(200, backend.emit(body.splitlines()))
-                elif method == "GET" and url.path == "/v1/events":
-                    f = _filters(q)
-                    actor = _one(q, "actor")
-                    ref = _one(q, "subject_ref")
-                    if actor:
-                        rows = backend.query("actor", actor, f)
-                    elif ref:
-                        rows = backend.query("subject", ref, f)
-                    else:
-                        rows = backend.query("events", None, f)
-                    self._send(200, {"events": rows})
-                elif method == "GET" and url.path == "/v1/gaps":
-                    self._send(200, {"gaps": backend.gaps(_one(q, "producer"))})
-                elif method == "GET" and url.path == "/v1/counts":
-                    self._send(200, backend.counts())
-                elif method == "GET" and url.path == "/v1/verify":
-                    since = _one(q, "since")
-                    if since is not None and not since.isdigit():
-                        raise ValidationError("since", "must be a checkpoint number")
-                    self._send(
-                        200,
-                        backend.verify(int(since) if since else None, _one(q, "strict") == "1", _one(q, "public_key")),
-                    )
-                elif method == "GET" and url.path.startswith("/v1/proof/"):
-                    self._send(200, backend.proof(url.path.rsplit("/", 1)[1]))
-                elif url.path == "/v1/incidents" or url.path.startswith(("/v1/incidents/", "/v1/playbook")):
-                    self._incidents(method, url.path, q)
-                elif method == "POST" and url.path == "/v1/retention":
-                    length = int(self.headers.get("Content-Length") or 0)
-                    body = json.loads(self.rfile.read(min(length, 65536)) or b"{}")
-                    self._send(200, backend.retention(str(body.get("before", "")), str(body.get("reason", ""))))
-                else:
-                    self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
-            except NotFound as exc:
-                self._send(404, {"error": str(exc)})
-            except Conflict as exc:
-                self._send(409, {"error": str(exc)})
-            except (ValidationError, UsageError, Refused, ValueError) as exc:
-                self._send(400, {"error": str(exc)})
-            except StoreError as exc:
-                self._send(503, {"error": str(exc)})
-            except TrailError as exc:
-                self._send(500, {"error": str(exc)})
-            except Exception as exc:  # the API answers; it does not die with one request
-                log.exception("api.internal_error", path=url.path, internal=True)
-                self._send(500, {"error": f"internal error ({type(exc).__name__}); see the trail up log"})
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > 1 << 20:
-                raise UsageError("request body over 1 MiB")
-            raw = self.rfile.read(length) if length else b"{}"
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                raise UsageError("the request body must be a JSON object") from None
-            if not isinstance(body, dict):
-                raise UsageError("the request body must be a JSON object")
-            return body
-
-        def _incidents(self, method: str, path: str, q: dict[str, list[str]]) -> None:
-            from trail.incidents.commands import dispatch, open_incident
-
-            incidents = getattr(backend, "incidents", None)
-            if incidents is None:
-                self._send(503, {"error": "incidents are not available in this process"})
-                return
-            svc = incidents.service
-            parts = [unquote(p) for p in path.split("/")[2:]]  # ["incidents", ref?, command?]
-            if parts == ["playbook"] and method == "GET":
-                self._send(200, incidents.playbook_plan())
-            elif parts == ["incidents"] and method == "GET":
-                self._send(200, {"incidents": incidents.summaries(_one(q, "status"))})
-            elif parts == ["incidents"] and method == "POST":
-                self._send(201, open_incident(svc, self._body()))
-            elif len(parts) == 2 and method == "GET":
-                self._send(200, incidents.show(parts[1]))
-            elif len(parts) == 3 and method == "GET" and parts[2] == "timeline":
-                self._send(200, {"timeline": incidents.timeline(parts[1])})
-            elif len(parts) == 3 and method == "GET" and parts[2] == "subjects":
-                self._send(200, {"subject_refs": incidents.subject_refs(parts[1])})
-            elif len(parts) == 3 and method == "POST":
-                args = self._body()
-                if_match = self.headers.get("If-Match")
-                if if_match:
-                    if not if_match.strip('"').isdigit():
-                        raise UsageError("If-Match: the incident version you read (a whole number)")
-                    args["expected_version"] = int(if_match.strip('"'))
-                self._send(200, dispatch(svc, parts[2], parts[1], args))
-            else:
-                self._send(404, {"error": f"no such endpoint: {method} {path}"})
-
-        def do_GET(self) -> None:
-            self._route("GET")
-
-        def do_POST(self) -> None:
-            self._route("POST")
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
-
-
-def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
-    t = threading.Thread(target=server.serve_forever, name="trail-api", daemon=True)
-    t.start()
-    return t
-
-
-def _json_default(obj: object) -> Any:
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return str(obj)
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())

@@ -12,7 +12,16 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from trail.config import Settings, load_settings
-from trail.errors import ConfigError, NotFound, Refused, TrailError, UsageError, ValidationError
+from trail.errors import (
+    ConfigError,
+    Forbidden,
+    NotFound,
+    Refused,
+    TrailError,
+    Unauthorized,
+    UsageError,
+    ValidationError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -53,7 +62,7 @@ class TrailGroup(click.Group):
         except click.UsageError as exc:  # a missing option, a bad choice: one line, like our own errors
             hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
             _fail(exc.format_message() + hint, 2)
-        except (ValidationError, ConfigError, UsageError, Refused, NotFound) as exc:
+        except (ValidationError, ConfigError, UsageError, Refused, NotFound, Unauthorized, Forbidden) as exc:
             _fail(str(exc), 2)
         except TrailError as exc:
             _fail(str(exc), 3)
@@ -93,3 +102,36 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+# -------------------------------------------------------------------- the API, when one runs
+LOCAL_LOOKUP_PURPOSE = "local owner lookup (trail query subject on the data directory's machine; no purpose given)"
+
+
+def api_token(settings: Settings) -> str | None:
+    """``TRAIL_TOKEN`` (or ``TRAIL_TOKEN_FILE``), else the local principal's token file of ``trail up``."""
+    if settings.token:
+        return settings.token
+    try:
+        return settings.local_token_path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def api_client(settings: Settings) -> Any:
+    """The API to go through: ``TRAIL_API_URL``, else the ``trail up`` running on the data
+    directory; None when neither (direct mode: the command opens the data directory itself)."""
+    from trail.api.client import ApiClient
+    from trail.config import running_server
+
+    url = settings.api_url
+    if not url:
+        info = running_server(settings)
+        url = str(info["api"]) if info else None
+    if not url:
+        return None
+    return ApiClient(url, api_token(settings))
+
+
+def uses_local_token(settings: Settings) -> bool:
+    return not settings.token and not settings.api_url

@@ -19,11 +19,12 @@ from typing import Any
 
 import click
 
-from trail.cli.common import FORMATS, TrailGroup, data_dir_option, emit_rows, settings_for
-from trail.config import Settings
+from trail.cli.common import FORMATS, TrailGroup, api_client, data_dir_option, emit_rows, settings_for
+from trail.config import Settings, kafka_options
 from trail.detect.alerts import STATUSES, Alert
 from trail.detect.review import Alerts, SplitAlerts, StoreAlerts, TopicAlerts, get_alert, list_alerts, review_alert
 from trail.detect.rules import RULE_NAMES, SEVERITIES, load_rules, rules_from_settings
+from trail.errors import UsageError
 from trail.events.model import parse_timestamp
 from trail.sdk.client import Client
 
@@ -62,12 +63,17 @@ def _open(settings: Settings, *, review: bool) -> tuple[Alerts, Client | None, C
         return alerts, client, close_stack
     if settings.kafka_bootstrap:
         store = open_store(settings.store_dsn, settings.clickhouse_database)
-        alerts = SplitAlerts(StoreAlerts(store), TopicAlerts(settings.kafka_bootstrap, settings.topic("alerts")))
+        alerts = SplitAlerts(
+            StoreAlerts(store),
+            TopicAlerts(settings.kafka_bootstrap, settings.topic("alerts"), options=kafka_options(settings)),
+        )
         client = None
         if review:
             client = Client(
                 service="trail-cli",
-                transport=KafkaTransport(settings.kafka_bootstrap, settings.topic("events")),
+                transport=KafkaTransport(
+                    settings.kafka_bootstrap, settings.topic("events"), extra=kafka_options(settings)
+                ),
                 subject_key=settings.require_subject_key(),
                 spool_dir=settings.effective_spool_dir,
                 environment=settings.mode,
@@ -120,6 +126,13 @@ def alerts_list(
 ) -> None:
     """Alerts, newest window first (json: one object per line)."""
     settings = _settings(ctx, data_dir)
+    api = api_client(settings)
+    if api is not None:
+        params = {k: v for k, v in {"status": status, "rule": rule, "severity": severity, "actor": actor,
+                                    "since": since, "limit": str(limit)}.items() if v}  # fmt: skip
+        rows = api.alerts(params)
+        emit_rows(rows, fmt, LIST_COLUMNS if fmt != "json" else None, title=f"{len(rows)} alerts")
+        return
     alerts, _client, close = _open(settings, review=False)
     try:
         found = list_alerts(
@@ -144,12 +157,15 @@ def alerts_list(
 def alerts_show(ctx: click.Context, alert_id: str, data_dir: Path | None, fmt: str) -> None:
     """One alert with its evidence (event ids) and the articles it serves."""
     settings = _settings(ctx, data_dir)
-    alerts, _client, close = _open(settings, review=False)
-    try:
-        alert = get_alert(alerts, alert_id)
-    finally:
-        close()
-    row = _row(alert)
+    api = api_client(settings)
+    if api is not None:
+        row = api.alert(alert_id)
+    else:
+        alerts, _client, close = _open(settings, review=False)
+        try:
+            row = _row(get_alert(alerts, alert_id))
+        finally:
+            close()
     if fmt == "json":
         click.echo(json.dumps(row, ensure_ascii=False))
     else:
@@ -157,9 +173,15 @@ def alerts_show(ctx: click.Context, alert_id: str, data_dir: Path | None, fmt: s
 
 
 def _review(
-    ctx: click.Context, data_dir: Path | None, alert_id: str, decision: str, reviewer: str, reason: str
+    ctx: click.Context, data_dir: Path | None, alert_id: str, decision: str, reviewer: str | None, reason: str
 ) -> None:
     settings = _settings(ctx, data_dir)
+    api = api_client(settings)
+    if api is not None:
+        click.echo(json.dumps(api.review(alert_id, decision, reason, reviewer)))
+        return
+    if not reviewer:
+        raise UsageError("--reviewer: give your staff id (or set TRAIL_REVIEWER)")
     alerts, client, close = _open(settings, review=True)
     assert client is not None
     try:
@@ -174,8 +196,9 @@ def _review_options(fn: Any) -> Any:
     fn = click.option(
         "--reviewer",
         envvar="TRAIL_REVIEWER",
-        required=True,
-        help="Your staff id (default: $TRAIL_REVIEWER); the audit event names you as actor.",
+        default=None,
+        help="Your staff id (default: $TRAIL_REVIEWER); the audit event names you as actor. Through an API "
+        "the reviewer is your principal (only trail up's local token names one).",
     )(fn)
     return data_dir_option(fn)
 
@@ -184,7 +207,7 @@ def _review_options(fn: Any) -> Any:
 @click.argument("alert_id")
 @_review_options
 @click.pass_context
-def alerts_ack(ctx: click.Context, alert_id: str, data_dir: Path | None, reviewer: str, reason: str) -> None:
+def alerts_ack(ctx: click.Context, alert_id: str, data_dir: Path | None, reviewer: str | None, reason: str) -> None:
     """Acknowledge an alert: reviewed, follow-up under way. Recorded in the trail."""
     _review(ctx, data_dir, alert_id, "ack", reviewer, reason)
 
@@ -193,7 +216,7 @@ def alerts_ack(ctx: click.Context, alert_id: str, data_dir: Path | None, reviewe
 @click.argument("alert_id")
 @_review_options
 @click.pass_context
-def alerts_dismiss(ctx: click.Context, alert_id: str, data_dir: Path | None, reviewer: str, reason: str) -> None:
+def alerts_dismiss(ctx: click.Context, alert_id: str, data_dir: Path | None, reviewer: str | None, reason: str) -> None:
     """Dismiss an alert as not a finding (say why). Recorded in the trail."""
     _review(ctx, data_dir, alert_id, "dismiss", reviewer, reason)
 

@@ -48,14 +48,13 @@ def _settings(ctx: click.Context, data_dir: Path | None) -> Settings:
 @contextmanager
 def incidents_backend(settings: Settings, *, need_store: bool = False) -> Iterator[Any]:
     """The API of a running ``trail up``, else the incident store (and, if asked, the trail's store)."""
-    from trail.api.client import ApiClient
-    from trail.config import running_server
+    from trail.cli.common import api_client
     from trail.incidents.commands import LocalIncidents, RemoteIncidents
     from trail.wiring import incident_service
 
-    info = running_server(settings)
-    if info:
-        yield RemoteIncidents(ApiClient(str(info["api"])))
+    api = api_client(settings)
+    if api is not None:
+        yield RemoteIncidents(api)
         return
     store = None
     if need_store:
@@ -145,7 +144,12 @@ def _print_incident(view: dict[str, Any], fmt: str) -> None:
 
 
 def _by_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--by", required=True, help="The responder making this change (staff id or role).")(fn)
+    return click.option(
+        "--by",
+        default=None,
+        help="The responder making this change (staff id). Through an API the change is recorded under your "
+        "principal and --by may be left out; with trail up's local token, and on a data directory, give it.",
+    )(fn)
 
 
 def _version_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,7 +18,18 @@ from typing import Any
 import click
 
 from trail import __version__
-from trail.cli.common import FORMATS, F, TrailGroup, _fail, data_dir_option, emit_rows
+from trail.cli.access_commands import register_access_commands
+from trail.cli.common import (
+    FORMATS,
+    LOCAL_LOOKUP_PURPOSE,
+    F,
+    TrailGroup,
+    _fail,
+    api_client,
+    data_dir_option,
+    emit_rows,
+    uses_local_token,
+)
 from trail.cli.detect_commands import alerts_group, rules_group
 from trail.cli.incident_commands import drill_cmd, incidents_group, playbook_group
 from trail.config import Settings, load_settings
@@ -79,14 +90,12 @@ def event_summary(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def _backend(settings: Settings) -> tuple[Any, Callable[[], None]]:
-    """The API client when ``trail up`` runs on this data directory, else the store in-process."""
-    from trail.api.client import ApiClient
-    from trail.config import running_server
+    """The API (``TRAIL_API_URL``, or ``trail up`` on this data directory), else the store in-process."""
     from trail.service import direct_backend
 
-    info = running_server(settings)
-    if info:
-        return ApiClient(info["api"]), lambda: None
+    api = api_client(settings)
+    if api is not None:
+        return api, lambda: None
     backend = direct_backend(settings)
 
     def close() -> None:
@@ -227,6 +236,10 @@ def _run_query(ctx: click.Context, data_dir: Path | None, kind: str, key: str | 
         rows = backend.query(kind, key, filters)
     finally:
         close()
+    _print_events(rows, fmt)
+
+
+def _print_events(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
         emit_rows(rows, "json")
     else:
@@ -243,14 +256,35 @@ def query_events(ctx: click.Context, /, data_dir: Path | None, fmt: str, **f: An
 
 @query_group.command("subject")
 @click.argument("subject_id")
+@click.option(
+    "--purpose", default=None, help="Why you look this person up (required through the API; kept in the access log)."
+)
 @_query_options
 @click.pass_context
-def query_subject(ctx: click.Context, /, subject_id: str, data_dir: Path | None, fmt: str, **f: Any) -> None:
-    """Every event about one subject (give the raw id; only its keyed reference is used)."""
+def query_subject(
+    ctx: click.Context, /, subject_id: str, purpose: str | None, data_dir: Path | None, fmt: str, **f: Any
+) -> None:
+    """Every event about one subject (give the raw id; only its keyed reference is used).
+
+    Through an API the server turns the id into its reference (the command line holds no key)
+    and the lookup states a purpose; with the local token of `trail up` and no --purpose, the
+    purpose recorded says so. Without an API, the data directory's key is used here."""
     from trail.sdk.pseudonymise import Pseudonymiser
 
     settings = _apply_data_dir(ctx, data_dir)
-    ref = subject_id.lower() if _is_ref(subject_id) else Pseudonymiser(settings.require_subject_key()).ref(subject_id)
+    if _is_ref(subject_id):
+        _run_query(ctx, data_dir, "subject", subject_id.lower(), fmt, **f)
+        return
+    api = api_client(settings)
+    if api is not None:
+        if not purpose and uses_local_token(settings):
+            purpose = LOCAL_LOOKUP_PURPOSE
+        if not purpose:
+            raise UsageError("--purpose: required (why you look this person up; kept in the access log)")
+        rows = api.subject_events(subject_id, purpose, _filters(**f))
+        _print_events(rows, fmt)
+        return
+    ref = Pseudonymiser(settings.require_subject_key()).ref(subject_id)
     _run_query(ctx, data_dir, "subject", ref, fmt, **f)
 
 
@@ -438,10 +472,24 @@ def retention_group() -> None:
 @click.option("--reason", required=True, help="Why (e.g. 'retention period of 3 years ended, policy R-7').")
 @click.pass_context
 def retention_apply(ctx: click.Context, data_dir: Path | None, before: str, reason: str) -> None:
-    """Delete whole sealed ranges and write a signed retention record that verify accepts."""
+    """LOCAL MODE ONLY, no API running: delete whole sealed ranges at once (no second admin, no
+    floor, no holds) and sign a retention record that verify accepts. Everywhere else use
+    `trail retention request` and a second admin's `trail retention approve`."""
+    from trail.service import direct_backend
+
     settings = _apply_data_dir(ctx, data_dir)
     parse_timestamp("--before", before)
-    backend, close = _backend(settings)
+    if settings.mode != "local" or api_client(settings) is not None:
+        raise UsageError(
+            "retention apply is for a local data directory with no API running; use `trail retention request` "
+            "and a second admin's `trail retention approve`"
+        )
+    backend = direct_backend(settings)
+
+    def close() -> None:
+        backend.client.close(timeout=30)
+        backend.store.close()
+
     try:
         result = backend.retention(before, reason)
     finally:
@@ -467,6 +515,7 @@ def sink(ctx: click.Context, data_dir: Path | None) -> None:
 
 cli.add_command(alerts_group)
 cli.add_command(rules_group)
+register_access_commands(cli, retention_group)
 cli.add_command(incidents_group)
 cli.add_command(playbook_group)
 cli.add_command(drill_cmd)

@@ -243,7 +243,7 @@ class Detector(Step):
 
     def start(self, loop: Processor) -> None:
         super().start(loop)
-        self._producer = AckedProducer(self.cfg.bootstrap, linger_ms=2)
+        self._producer = AckedProducer(self.cfg.bootstrap, linger_ms=2, options=self.cfg.consumer_options)
         self._restore()
         log.info("detector.ready", topic=self.cfg.topic, group=self.cfg.group_id, rules=self.rules.source)
 
@@ -304,7 +304,7 @@ class Detector(Step):
             ids.update(sql.published_alert_ids(self.store))
         except StoreError as exc:
             log.warning("detector.alerts_table_unreadable", error=str(exc))
-        for rec in read_to_end(self.cfg.bootstrap, self.cfg.alerts_topic):
+        for rec in read_to_end(self.cfg.bootstrap, self.cfg.alerts_topic, options=self.cfg.consumer_options):
             if rec.key:
                 ids.add(rec.key.decode("utf-8", "replace"))
         return ids

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from trail.detect.alerts import Alert, alert_from_row, alert_row, rfc3339
 from trail.detect.rules import RULE_NAMES, SEVERITIES
@@ -104,14 +104,15 @@ class StoreAlerts:
 class TopicAlerts:
     """``trail.alerts`` read from the beginning and folded by alert id; reviews published to it."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, options: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.options = options or {}
 
     def _fold(self) -> dict[str, Alert]:
 
         out: dict[str, Alert] = {}
-        for rec in read_to_end(self.bootstrap, self.topic):
+        for rec in read_to_end(self.bootstrap, self.topic, options=self.options):
             try:
                 a = Alert.from_bytes(rec.value or b"")
             except ValidationError:
@@ -141,6 +142,7 @@ class TopicAlerts:
             acks="all",
             enable_idempotence=True,
             bootstrap_timeout_ms=10_000,
+            **self.options,
         )
         try:
             future = producer.send(self.topic, key=alert.alert_id.encode(), value=alert.to_bytes())

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from trail.errors import Conflict, NotFound, Refused, TrailError, UsageError
+from trail.errors import UsageError
 from trail.incidents import evidence
 from trail.incidents.application import IncidentService, parse_time
 from trail.incidents.domain import Incident
@@ -275,15 +275,9 @@ class RemoteIncidents:
         self.api = api
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
+        """The API's answer; its errors arrive typed (400 UsageError, 404 NotFound, 409 Conflict, ...)."""
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            return self.api._call(method, path, data)
-        except TrailError as exc:
-            text = str(exc)
-            for code, kind in (("400", Refused), ("409", Conflict), ("404", NotFound)):
-                if text.startswith(f"trail up answered {code}: "):
-                    raise kind(text.split(": ", 1)[1]) from None
-            raise
+        return self.api._call(method, path, data)
 
     def summaries(self, status: str | None = None) -> list[dict[str, Any]]:
         suffix = "?" + urlencode({"status": status}) if status else ""

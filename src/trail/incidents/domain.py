@@ -387,7 +387,7 @@ class Incident(Aggregate):
         drafted = self.notices["drafted"]
         if drafted is None:
             raise Refused(f"{self.ref}: draft the notices before approving them (trail incidents notify --draft)")
-        if drafted["by"] == by:
+        if _person(drafted["by"]) == _person(by):
             raise Refused(f"{self.ref}: notices drafted by {by} need a second responder's approval (four eyes)")
         self._notices_approved(by=by, at=at)
 
@@ -511,3 +511,11 @@ class Incident(Aggregate):
         self.closed_at = at
         self.closed_by = by
         self.close_reason = reason
+
+
+def _person(name: str) -> str:
+    """A responder's name as the four-eyes rule compares it: Unicode NFKC, case-folded, trimmed
+    (``E1002``, ``e1002`` and ``Ｅ１００２`` are one person)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", str(name)).strip().casefold()

@@ -191,7 +191,9 @@ class KafkaConsumerAdapter:
         """The cluster id the broker reports (a fresh one at every start of the local broker)."""
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","), bootstrap_timeout_ms=10_000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap.split(","), bootstrap_timeout_ms=10_000, **security_options(self.config)
+        )
         try:
             cluster_id = admin.describe_cluster().get("cluster_id")
         finally:
@@ -201,6 +203,12 @@ class KafkaConsumerAdapter:
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
+
+
+def security_options(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The broker security settings among a role's client options (``trail.config.kafka_options``),
+    for the producers and admin clients a consumer role also opens."""
+    return {k: v for k, v in opts.items() if k.startswith(("security_", "sasl_", "ssl_"))}
 
 
 def _tp(p: Partition) -> Any:
@@ -222,7 +230,7 @@ class AckedProducer:
     """A producer whose sends are waited for: every record acknowledged by all in-sync
     replicas (idempotent), or an error — the roles commit past a record only after that."""
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 5) -> None:
+    def __init__(self, bootstrap: str, *, linger_ms: int = 5, options: Mapping[str, Any] | None = None) -> None:
         from kafka import KafkaProducer
 
         self._producer = KafkaProducer(
@@ -231,6 +239,7 @@ class AckedProducer:
             enable_idempotence=True,
             linger_ms=linger_ms,
             bootstrap_timeout_ms=10_000,
+            **security_options(options or {}),
         )
 
     def send_all(

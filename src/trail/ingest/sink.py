@@ -148,7 +148,7 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
 
     def start(self, loop: Processor) -> None:
         super().start(loop)
-        self._deadletters = AckedProducer(self.cfg.bootstrap, linger_ms=5)
+        self._deadletters = AckedProducer(self.cfg.bootstrap, linger_ms=5, options=self.cfg.consumer_options)
 
     def finish(self) -> None:
         self._maybe_seal(force=True)

@@ -9,7 +9,9 @@ from typing import Any
 from trail.errors import TrailError
 
 
-def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator[Any]:
+def read_to_end(
+    bootstrap: str, topic: str, timeout_s: float = 60.0, *, options: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """Every record of ``topic`` up to its end as first seen, partition by partition in offset
     order. Raises TrailError when the end is not reached within ``timeout_s``.
 
@@ -18,8 +20,13 @@ def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator
     last record batch plus one, short of the end when that batch holds several records."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from trail.ingest.kafka import security_options
+
     reader = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, bootstrap_timeout_ms=10_000
+        bootstrap_servers=bootstrap.split(","),
+        enable_auto_commit=False,
+        bootstrap_timeout_ms=10_000,
+        **security_options(options or {}),
     )
     try:
         parts = reader.partitions_for_topic(topic) or set()

@@ -163,7 +163,7 @@ def _json(text: str) -> dict[str, Any]:
     return value
 
 
-def kafka_publisher(bootstrap: str, topic: str) -> Callable[[bytes], None]:
+def kafka_publisher(bootstrap: str, topic: str, options: dict[str, Any] | None = None) -> Callable[[bytes], None]:
     """Publish checkpoint records to ``trail.checkpoints`` (acks=all), connecting lazily."""
     state: dict[str, Any] = {}
 
@@ -172,16 +172,22 @@ def kafka_publisher(bootstrap: str, topic: str) -> Callable[[bytes], None]:
 
         if "p" not in state:
             state["p"] = KafkaProducer(
-                bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True, bootstrap_timeout_ms=5000
+                bootstrap_servers=bootstrap.split(","),
+                acks="all",
+                enable_idempotence=True,
+                bootstrap_timeout_ms=5000,
+                **(options or {}),
             )
         state["p"].send(topic, value=value).get(timeout=10)
 
     return publish
 
 
-def make_sealer(settings: Any, store: Store, bootstrap: str | None) -> Sealer | None:
+def make_sealer(
+    settings: Any, store: Store, bootstrap: str | None, options: dict[str, Any] | None = None
+) -> Sealer | None:
     """The sealer for a sink, or None when sealing is off (``TRAIL_CHECKPOINT_SECONDS=0``)."""
     if settings.checkpoint_seconds <= 0:
         return None
-    publish = kafka_publisher(bootstrap, settings.topic("checkpoints")) if bootstrap else None
+    publish = kafka_publisher(bootstrap, settings.topic("checkpoints"), options) if bootstrap else None
     return Sealer(store, checkpoint_signing_key(settings), AppendOnlyLog(settings.checkpoint_log_path), publish)

@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from trail import wiring
-from trail.api.server import make_server, serve_in_thread
 from trail.config import Settings, running_server, server_file
 from trail.config import resolve_bootstrap as resolve_bootstrap
 from trail.errors import TrailError
@@ -24,9 +23,6 @@ from trail.incidents.commands import LocalIncidents
 from trail.ingest.sink import Sink
 from trail.local.broker import LocalBroker, ensure_topics
 from trail.logging import get_logger
-from trail.sdk.client import Client
-from trail.sdk.transport import KafkaTransport
-from trail.service import StoreBackend
 from trail.storage.store import Store
 
 log = get_logger("trail.stack")
@@ -41,7 +37,7 @@ class LocalStack:
         self.broker: LocalBroker | None = None
         self.store: Store | None = None
         self.sink: Sink | None = None
-        self.client: Client | None = None
+        self.services: Any = None
         self._sink_thread: threading.Thread | None = None
         self.detection: wiring.DetectionHandle | None = None
         self.incidents: Any = None
@@ -86,20 +82,7 @@ class LocalStack:
                 s, self.store, self.bootstrap, detector_overrides={"log_id": self.broker.log_id}
             )
             self._start_incidents()
-            self.client = Client(
-                service="trail-api",
-                transport=KafkaTransport(self.bootstrap, s.topic("events")),
-                subject_key=s.require_subject_key(),
-                spool_dir=s.effective_spool_dir,
-                spool_max_bytes=s.spool_max_bytes,
-                environment=s.mode,
-            )
-            backend = StoreBackend(self.store, self.client, self._health, settings=s, seal=self._seal_now)
-            backend.incidents = self.incidents
-            self._server = make_server(backend, s.api_host, s.api_port)
-            serve_in_thread(self._server)
-            host, port = self._server.server_address[:2]
-            self.api_url = f"http://{host}:{port}"
+            self._start_api()
             if not self.sink.ready.wait(timeout=30):
                 raise TrailError("the sink did not start within 30 s")
             self._write_server_file()
@@ -108,6 +91,34 @@ class LocalStack:
             raise
         log.info("stack.ready", api=self.api_url, kafka=self.bootstrap, data_dir=str(s.data_dir))
         return self
+
+    def _start_api(self) -> None:
+        """The API (its own thread), and in local mode the local principal and its token file."""
+        from trail.access.store import open_access_store
+        from trail.api.app import create_app
+        from trail.api.server import ApiServer
+        from trail.service import build_api_services
+
+        s = self.settings
+        access = open_access_store(s)
+        if s.mode == "local":
+            ensure_local_token(access, s)
+        self.services = build_api_services(
+            s,
+            self.store,  # type: ignore[arg-type]
+            self.bootstrap,
+            incidents=self.incidents,
+            seal=self._seal_now,
+            extra_health=self._health,
+            access=access,
+        )
+        self._server = ApiServer(create_app(self.services), s).start()
+        self.api_url = self._server.url
+
+    @property
+    def client(self) -> Any:
+        """The SDK client of the events recorded through the API."""
+        return self.services.backend.client if self.services is not None else None
 
     def _start_incidents(self) -> None:
         """The incident service over this store, and the trigger on trail.alerts in a thread."""
@@ -178,12 +189,11 @@ class LocalStack:
         """Flush and stop, in order: API, SDK client, sink (flush + commit), broker, store."""
         server_file(self.settings).unlink(missing_ok=True)
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self.client is not None:
-            self.client.close(timeout=10)
-            self.client = None
+        if self.services is not None:
+            self.services.close()
+            self.services = None
         if self.trigger is not None:
             self.trigger.stop()
             if self._trigger_thread is not None:
@@ -207,3 +217,28 @@ class LocalStack:
             self.store.close()
             self.store = None
         log.info("stack.stopped", data_dir=str(self.settings.data_dir))
+
+
+def ensure_local_token(access: Any, settings: Settings) -> None:
+    """The local principal (every role) and a valid token of it in ``DATA_DIR/keys/local.token``
+    (0600), which the command line on this machine uses when ``TRAIL_TOKEN`` is unset."""
+    principal = access.ensure_local()
+    path = settings.local_token_path
+    try:
+        current = path.read_text().strip()
+    except OSError:
+        current = ""
+    if current:
+        auth = access.authenticate(current)
+        if auth.state == "active" and auth.principal is not None and auth.principal.name == principal.name:
+            return
+    if principal.disabled:
+        access.set_disabled(principal.name, False)
+    _tok, secret = access.create_token(principal.name, by="trail up", expires_at=None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    os.replace(tmp, path)

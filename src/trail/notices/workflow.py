@@ -137,7 +137,9 @@ def audit_client(settings: Settings, backend: Any, bootstrap: str | None = None)
     broker = bootstrap or settings.kafka_bootstrap
     transport: Any
     if broker:
-        transport = KafkaTransport(broker, settings.topic("events"))
+        from trail.config import kafka_options
+
+        transport = KafkaTransport(broker, settings.topic("events"), extra=kafka_options(settings))
     else:
         store = getattr(getattr(backend, "service", None), "store", None)
         if store is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trail.config import Settings, load_settings, resolve_bootstrap
+from trail.config import Settings, kafka_options, load_settings, resolve_bootstrap
 from trail.sdk.client import Client, ClientStats, Operation
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.transport import CallbackTransport, KafkaTransport, Transport
@@ -43,7 +43,7 @@ def connect(service: str, *, settings: Settings | None = None, **options: Any) -
     """A client for ``service`` wired from the settings: Kafka transport, key, spool."""
     s = settings or load_settings()
     bootstrap = resolve_bootstrap(s)
-    transport = KafkaTransport(bootstrap, s.topic("events"))
+    transport = KafkaTransport(bootstrap, s.topic("events"), extra=kafka_options(s))
     return Client(
         service=service,
         transport=transport,

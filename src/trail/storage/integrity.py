@@ -259,3 +259,16 @@ def tamper_set_purpose(store: Store, event_id: str, purpose: str) -> None:
 
 def tamper_delete_checkpoint(store: Store, seq: int) -> None:
     store.command("ALTER TABLE {db}.checkpoints DELETE WHERE seq = {s:UInt64} SETTINGS mutations_sync = 2", {"s": seq})
+
+
+def range_time_span(store: Store, producer_id: str, first: int, last: int) -> tuple[datetime, datetime] | None:
+    """The oldest and newest ``occurred_at`` among one producer's stored events ``first..last``."""
+    rows = store.query(
+        "SELECT min(occurred_at) AS a, max(occurred_at) AS b, count() AS n FROM {db}.events "
+        "WHERE producer_id = {p:String} AND producer_seq BETWEEN {x:UInt64} AND {y:UInt64}",
+        {"p": producer_id, "x": first, "y": last},
+    )
+    if not rows or not int(rows[0]["n"]):
+        return None
+    a, b = rows[0]["a"], rows[0]["b"]
+    return (a if a.tzinfo else a.replace(tzinfo=UTC)), (b if b.tzinfo else b.replace(tzinfo=UTC))

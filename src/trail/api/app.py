@@ -1,0 +1,57 @@
+"""The ASGI application, built from the application services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from trail import __version__
+from trail.api import access, alerts, errors, events, health, incidents, integrity, retention, sql, subjects
+from trail.api.auth import AccessMiddleware
+from trail.api.responses import JsonResponse
+from trail.service import ApiServices
+
+
+def create_app(services: ApiServices) -> FastAPI:
+    app = FastAPI(
+        title="trail",
+        version=__version__,
+        description=(
+            "The audit trail of every operation on personal information. Every endpoint except GET /v1/health "
+            "needs `Authorization: Bearer TOKEN`; `x-permission` names what the principal's roles must grant; "
+            'every request is recorded in the access log. Errors: {"error", "field"?}.'
+        ),
+        docs_url=None,  # no pages that load scripts from a CDN; the document is at /openapi.json
+        redoc_url=None,
+        default_response_class=JsonResponse,
+    )
+    app.state.services = services
+    for module in (health, events, subjects, integrity, alerts, incidents, access, sql, retention):
+        app.router.routes.extend(module.router.routes)  # flat, so the middleware matches each route itself
+    errors.install(app)
+
+    app.add_middleware(AccessMiddleware, services=services, router_app=app.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path, ops in schema.get("paths", {}).items():
+                for op in ops.values():
+                    if isinstance(op, dict) and path != "/v1/health":
+                        op["security"] = [{"bearer": []}]
+                        op.setdefault("responses", {}).update(
+                            {
+                                "400": {"description": "bad request: {error, field?}"},
+                                "401": {"description": "no valid token"},
+                                "403": {"description": "no role that grants x-permission"},
+                                "429": {"description": "too many requests (Retry-After)"},
+                            }
+                        )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
