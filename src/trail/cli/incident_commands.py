@@ -404,7 +404,9 @@ def close_cmd(**args: Any) -> dict[str, Any]:
     help="Which documents (repeatable; default: the initial report).",
 )
 @click.option("--lang", "langs", multiple=True, type=click.Choice(["zh", "en"]), help="Default: zh and en.")
-@click.option("--doc-format", "fmts", multiple=True, type=click.Choice(["md", "html"]), help="Default: md and html.")
+@click.option(
+    "--doc-format", "fmts", multiple=True, type=click.Choice(["md", "html", "pdf"]), help="Default: md and html."
+)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Default: the outbox.")
 @click.pass_context
 def report_cmd(
@@ -417,7 +419,7 @@ def report_cmd(
     fmts: tuple[str, ...],
     out: Path | None,
 ) -> None:
-    """Write documents from the incident's record (zh and en, Markdown and HTML) and record them."""
+    """Write documents from the incident's record (zh and en; Markdown, HTML or PDF) and record them."""
     from trail.incidents.filing import write_incident_documents
 
     settings = _settings(ctx, data_dir)
@@ -558,7 +560,7 @@ def validate_cmd(ctx: click.Context, data_dir: Path | None, files: tuple[Path, .
 
 @playbook_group.command("render")
 @data_dir_option
-@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "pdf"]), default="md", show_default=True)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @click.option("--playbook", "path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: stdout.")
@@ -573,12 +575,18 @@ def render_cmd(
     from trail.incidents.filing import plan_document
 
     settings = _settings(ctx, data_dir)
-    text = plan_document(settings, path, lang=lang, fmt=fmt)
+    if fmt == "pdf" and out is None and sys.stdout.isatty():
+        raise UsageError("--format pdf: give --out FILE (or redirect standard output to a file)")
+    data = plan_document(settings, path, lang=lang, fmt=fmt)
     if out is None:
-        click.echo(text)
+        if fmt == "pdf":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            click.echo(data.decode("utf-8"))
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        out.write_bytes(data)
         click.echo(str(out))
 
 

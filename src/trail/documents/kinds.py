@@ -20,7 +20,9 @@ DOCUMENT_KINDS: Final = (
 PLAN_KIND: Final = "emergency_plan"
 ALL_KINDS: Final = (*DOCUMENT_KINDS, PLAN_KIND)
 LANGS: Final = ("zh", "en")
+#: Text formats (``render`` returns text) and every format a document can be written in.
 FORMATS: Final = ("md", "html")
+OUTPUT_FORMATS: Final = (*FORMATS, "pdf")
 #: Documents that reach individuals or the public: no identifiers may appear in them.
 PUBLIC_KINDS: Final = frozenset({"individual_notice", "public_announcement"})
 

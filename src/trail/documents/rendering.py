@@ -36,11 +36,13 @@ from trail.documents.kinds import (
     DOCUMENT_KINDS,
     FORMATS,
     LANGS,
+    OUTPUT_FORMATS,
     PLAN_KIND,
     PUBLIC_KINDS,
     check_choice,
     template_name,
 )
+from trail.documents.pdf import html_to_pdf
 
 LAYOUT_TEMPLATE: Final = "_layout.html.j2"
 _HTML_LANG: Final = {"zh": "zh-CN", "en": "en"}
@@ -174,6 +176,14 @@ def render(kind: str, ctx: Mapping[str, Any], *, lang: str, fmt: str, templates_
     return page
 
 
+def render_bytes(kind: str, ctx: Mapping[str, Any], *, lang: str, fmt: str, templates_dir: Path | None = None) -> bytes:
+    """One document as the bytes of a file: UTF-8 Markdown or HTML, or a PDF."""
+    check_choice("format", fmt, OUTPUT_FORMATS)
+    if fmt == "pdf":
+        return html_to_pdf(render(kind, ctx, lang=lang, fmt="html", templates_dir=templates_dir), lang=lang)
+    return render(kind, ctx, lang=lang, fmt=fmt, templates_dir=templates_dir).encode("utf-8")
+
+
 def render_plan(plan_ctx: Mapping[str, Any], *, lang: str, fmt: str, templates_dir: Path | None = None) -> str:
     """The graded emergency plan as a filing document (Xiamen Art. 8(4))."""
     return render(PLAN_KIND, plan_ctx, lang=lang, fmt=fmt, templates_dir=templates_dir)
@@ -188,7 +198,7 @@ def write_documents(
     *,
     templates_dir: Path | None = None,
 ) -> list[Path]:
-    """Render every kind × language × format and write ``out_dir/<kind>.<lang>.<fmt>``.
+    """Render every kind × language × format (md, html, pdf) and write ``out_dir/<kind>.<lang>.<fmt>``.
 
     Everything is rendered before anything is written, so a failing document leaves no
     partial set behind; each file is written to a temporary file and moved into place with
@@ -200,9 +210,9 @@ def write_documents(
     for lg in langs:
         check_choice("language", lg, LANGS)
     for ft in fmts:
-        check_choice("format", ft, FORMATS)
+        check_choice("format", ft, OUTPUT_FORMATS)
     rendered = [
-        (f"{k}.{lg}.{ft}", render(k, ctx, lang=lg, fmt=ft, templates_dir=templates_dir))
+        (f"{k}.{lg}.{ft}", render_bytes(k, ctx, lang=lg, fmt=ft, templates_dir=templates_dir))
         for k in kinds
         for lg in langs
         for ft in fmts
@@ -214,7 +224,7 @@ def write_documents(
         fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=out_dir)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(text.encode("utf-8"))
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trail.config import Settings
-from trail.documents.rendering import render_plan, write_documents
+from trail.documents.kinds import PLAN_KIND
+from trail.documents.rendering import render_bytes, write_documents
 from trail.incidents.application import IncidentService
 from trail.incidents.playbook import Playbook, load_playbook
 
@@ -77,10 +78,11 @@ def write_incident_documents(
     return written
 
 
-def plan_document(settings: Settings, path: Path | None, *, lang: str, fmt: str) -> str:
-    """The graded emergency plan as a filing document (Xiamen Art. 8(4))."""
+def plan_document(settings: Settings, path: Path | None, *, lang: str, fmt: str) -> bytes:
+    """The graded emergency plan as a filing document (Xiamen Art. 8(4)): Markdown, HTML or PDF bytes."""
     playbook = load_playbook(path or settings.playbook)
-    return render_plan(plan_context(playbook, settings.timezone, last_drill(settings)), lang=lang, fmt=fmt)
+    ctx = plan_context(playbook, settings.timezone, last_drill(settings))
+    return render_bytes(PLAN_KIND, ctx, lang=lang, fmt=fmt)
 
 
 def last_drill(settings: Settings) -> str | None:
