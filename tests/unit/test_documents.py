@@ -733,7 +733,7 @@ def test_a_broken_or_missing_template_names_the_file(templates_copy: Path) -> No
             {"kind": "press_release"}, "unknown document kind 'press_release'; choose one of: initial_report", id="kind"
         ),
         pytest.param({"lang": "fr"}, "unknown language 'fr'; choose one of: zh, en", id="lang"),
-        pytest.param({"fmt": "pdf"}, "unknown format 'pdf'; choose one of: md, html", id="fmt"),
+        pytest.param({"fmt": "docx"}, "unknown format 'docx'; choose one of: md, html", id="fmt"),
     ],
 )
 def test_unknown_choices_name_the_allowed_values(args: dict[str, str], message: str) -> None:
