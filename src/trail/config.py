@@ -124,6 +124,10 @@ class Settings:
     sql_max_rows: int = 10_000
     sql_timeout: float = 30.0
     retention_floor_days: int = RETENTION_FLOOR_DAYS
+    #: Subject reports name staff by id only when the organisation says so (yes|no).
+    report_staff_ids: str = "no"
+    #: Deadlines of subject requests in working days, per kind: "deletion=10,access=15" (default 15 each).
+    request_deadlines: str = ""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -347,6 +351,8 @@ def _validate(s: Settings) -> None:
         )
     _validate_api(s)
     _validate_kafka_security(s)
+    if s.report_staff_ids not in ("yes", "no"):
+        raise ConfigError("TRAIL_REPORT_STAFF_IDS: yes or no (whether subject reports name staff by id)")
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]
     bad = [x for x in severities if x not in ("low", "medium", "high", "critical")]
     if bad or not severities:
