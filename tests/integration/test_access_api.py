@@ -37,6 +37,8 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/v1/gaps", None, frozenset({"analyst", "investigator", "auditor"})),
     ("POST", "/v1/subjects/events", {"subject_id": subject(1), "purpose": "complaint C-1"},
      frozenset({"investigator"})),
+    ("POST", "/v1/subjects/report", {"subject_id": subject(1), "purpose": "request R-1"},
+     frozenset({"investigator"})),
     ("POST", "/v1/sql", {"query": "SELECT count() AS n FROM events"}, frozenset({"analyst", "investigator"})),
     ("GET", "/v1/alerts", None, frozenset({"analyst", "investigator"})),
     ("GET", f"/v1/alerts/{ANY_UUID}", None, frozenset({"analyst", "investigator"})),
