@@ -11,6 +11,7 @@ from trail import __version__
 from trail.api import access, alerts, errors, events, health, incidents, integrity, retention, rights, sql, subjects
 from trail.api.auth import AccessMiddleware
 from trail.api.responses import JsonResponse
+from trail.console import create_console
 from trail.service import ApiServices
 
 
@@ -30,6 +31,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.state.services = services
     for module in (health, events, subjects, integrity, alerts, incidents, access, sql, retention, rights):
         app.router.routes.extend(module.router.routes)  # flat, so the middleware matches each route itself
+    app.mount("/console", create_console(services))  # the web console: its own sessions, the same access log
     errors.install(app)
 
     app.add_middleware(AccessMiddleware, services=services, router_app=app.router)
