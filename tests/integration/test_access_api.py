@@ -55,6 +55,7 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", f"/v1/proof/{ANY_UUID}", None, frozenset({"auditor"})),
     ("GET", "/v1/checkpoints", None, frozenset({"auditor"})),
     ("GET", "/v1/access-log", None, frozenset({"auditor"})),
+    ("POST", "/v1/compliance/report", {"from": "2026-11-01", "to": "2026-11-02"}, frozenset({"auditor"})),
     ("GET", "/v1/holds", None, frozenset({"auditor", "admin"})),
     ("POST", "/v1/holds", {"from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z", "reason": "case 7"},
      frozenset({"auditor"})),

@@ -6,12 +6,17 @@ their next report shows it)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from trail.api.deps import note, permission, services
 from trail.api.responses import JsonResponse, ok
+from trail.config import Settings
 from trail.errors import ValidationError
+from trail.integrity.keys import checkpoint_signing_key
+from trail.rights.compliance import build_compliance_report, sign
 from trail.rights.subject_report import build_subject_report, period_of
 
 router = APIRouter(tags=["rights"])
@@ -50,4 +55,39 @@ def subject_report(request: Request, body: SubjectReportIn) -> JsonResponse:
         show_staff=svc.settings.report_staff_ids == "yes",
     )
     n.rows = len(report["events"])
+    return ok(report)
+
+
+class PeriodIn(BaseModel):
+    from_: str = Field(..., alias="from", description="2026-11-01 or RFC 3339")
+    to: str = Field(..., description="2026-12-01 or RFC 3339 (exclusive)")
+
+
+def compliance_report(backend: Any, incidents: Any, settings: Settings, start: str, end: str) -> dict[str, Any]:
+    """The signed compliance report over the store of ``backend`` (the API's or the data directory's)."""
+    period = period_of(start, end)
+    if period.start is None or period.end is None:
+        raise ValidationError("from", "a compliance report covers a period: give --from and --to")
+    verified = backend.verify(None, False)
+    cps = backend.checkpoints(1)
+    views = [incidents.service.view(s["ref"]) for s in incidents.summaries()] if incidents is not None else []
+    report = build_compliance_report(
+        backend.store, period, verify=verified["summary"], checkpoint=cps[-1] if cps else None, incidents=views
+    )
+    return sign(report, checkpoint_signing_key(settings))
+
+
+@router.post(
+    "/v1/compliance/report",
+    response_class=JsonResponse,
+    openapi_extra=permission("compliance.report"),
+    summary="The signed compliance report over a period (auditor)",
+)
+def compliance(request: Request, body: PeriodIn) -> JsonResponse:
+    svc = services(request)
+    n = note(request, "compliance_report")
+    n.action = "query"
+    n.purpose = "compliance report"
+    report = compliance_report(svc.backend, svc.incidents, svc.settings, body.from_, body.to)
+    n.rows = int(report["events_total"]["events"])
     return ok(report)

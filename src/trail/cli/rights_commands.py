@@ -115,9 +115,78 @@ def subject_report(
     _write(render_report("subject_report", report, lang=lang, fmt=fmt), out, "subject report")
 
 
+# ------------------------------------------------------------------ compliance report
+@click.group("compliance")
+def compliance_group() -> None:
+    """The signed compliance report over a period (auditor), and its offline check."""
+
+
+def compliance_report_data(settings: Settings, start: str, end: str) -> Any:
+    api = api_client(settings)
+    if api is not None:
+        return api.post("/v1/compliance/report", {"from": start, "to": end})
+    from trail.api.rights import compliance_report
+    from trail.incidents.commands import LocalIncidents
+    from trail.rights.audit import record_direct_read
+    from trail.service import direct_backend
+    from trail.wiring import incident_service
+
+    backend = direct_backend(settings)
+    service = incident_service(settings, backend.store)
+    try:
+        report = compliance_report(backend, LocalIncidents(service), settings, start, end)
+        record_direct_read(
+            settings,
+            backend.store,
+            role="auditor",
+            command="trail compliance report",
+            dataset="compliance_report",
+            purpose="compliance report",
+            rows=int(report["events_total"]["events"]),
+        )
+    finally:
+        service.shutdown()
+        backend.client.close(timeout=30)
+        backend.store.close()
+    return report
+
+
+@compliance_group.command("report")
+@data_dir_option
+@click.option("--from", "start", required=True, help="2026-11-01 or RFC 3339.")
+@click.option("--to", "end", required=True, help="2026-12-01 or RFC 3339, exclusive.")
+@click.option("--lang", type=LANG, default="zh", show_default=True)
+@click.option("--format", "fmt", type=DOC_FORMATS, default="json", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="File (default: stdout).")
+@click.pass_context
+def compliance_report(
+    ctx: click.Context, data_dir: Path | None, start: str, end: str, lang: str, fmt: str, out: Path | None
+) -> None:
+    """Inventory, sensitive PI and consent, bulk operations and reviews, provision, deletion, alerts,
+    incidents, requests, who read the trail, integrity: each figure with its query, each section with
+    the articles it evidences; signed with the checkpoint key (the JSON form is what is signed)."""
+    settings = settings_for(ctx, data_dir)
+    report = compliance_report_data(settings, start, end)
+    _write(render_report("compliance_report", report, lang=lang, fmt=fmt), out, "compliance report")
+
+
+@compliance_group.command("check")
+@click.argument("report_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--public-key", required=True, help="The checkpoint public key: 64 hex characters or its file.")
+def compliance_check(report_file: Path, public_key: str) -> None:
+    """Check a compliance report's signature offline; exit 1 when it does not hold."""
+    from trail.integrity.keys import load_public_key
+    from trail.rights.compliance import check
+
+    result = check(_json_file(report_file, "REPORT"), load_public_key(public_key))
+    click.echo(json.dumps(result, ensure_ascii=False))
+    sys.exit(0 if result["valid"] else 1)
+
+
 # ------------------------------------------------------------------ registration
 def register_rights_commands(cli: click.Group) -> None:
     cli.add_command(subject_group)
+    cli.add_command(compliance_group)
 
 
 def _json_file(path: Path, what: str) -> Any:
