@@ -444,3 +444,24 @@ def test_bodies_over_the_limit_are_413_and_repeated_failures_429(tmp_path: Path,
         assert {e["attributes"]["status"] for e in denied} >= {"401", "429"}
     finally:
         gen.close()
+
+
+# --------------------------------------------------------------------------- the team's own reads
+def test_an_analyst_who_looks_up_600_people_in_an_hour_is_caught_by_enumeration(fresh: Api) -> None:
+    """Each look-up by reference is in the access log with the person's reference as its subject,
+    so the enumeration rule counts an analyst's look-ups as it counts anyone's handling."""
+    from trail.detect.engine import Engine
+    from trail.detect.rules import load_rules
+    from trail.sdk.pseudonymise import Pseudonymiser
+    from trail.testing import TEST_KEY
+
+    api = fresh
+    pseudo = Pseudonymiser(TEST_KEY)
+    refs = [pseudo.ref(subject(i)) for i in range(600)]
+    for r in refs:
+        res = api.client.get(f"/v1/events?subject_ref={r}", headers=api.as_("analyst"))
+        assert res.status_code == 200, res.text
+    lookups = [e for e in api.access_log() if e["actor"]["id"] == "analyst" and e["target"]["dataset"] == "events"]
+    assert sorted(r for e in lookups for r in e["subject_refs"]) == sorted(refs)
+    alerts = Engine(load_rules()).feed_many(sorted(lookups, key=lambda e: e["occurred_at"]))
+    assert [(a.rule, a.actor) for a in alerts if a.rule == "enumeration"] == [("enumeration", "analyst")]
