@@ -103,6 +103,7 @@ class FaultProxy:
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)  # a long poll (a group join, a fetch) is not a dead peer
             except OSError:
                 client.close()
                 continue
@@ -230,6 +231,12 @@ class Stack:
             return sum(c.end_offsets(parts).values())
         finally:
             c.close()
+
+    def sink_log(self) -> str:
+        try:
+            return (self.work / "sink.log").read_text(errors="replace")
+        except OSError:
+            return ""
 
     def flushed(self) -> int:
         """Batches the sink processes have flushed so far (from their logs)."""
@@ -361,6 +368,9 @@ def broker_unreachable(work: Path, events: int = 300_000, outage_s: float = 60.0
         producer = threading.Thread(
             target=lambda: holder.update(clients=record_stream(stack, services, events, pace_per_s=rate))
         )
+        # the sink joins its group before the stream (Tansu answers a join after seconds): the
+        # outage then cuts a running pipeline, not one still starting
+        wait_until(lambda: "sink.assigned" in stack.sink_log(), 300, "the sink to join its group")
         producer.start()
         time.sleep(outage_s)
         stack.proxy.cut()
