@@ -131,7 +131,6 @@ class Client:
         self._own_sequenced = 0
         self._own_shipped = 0
         self._heartbeat_s = heartbeat_s
-        self._next_heartbeat = 0.0
         self._announced: tuple[int, bool] | None = None
         self._journal = Journal(own, self.producer_id) if durable else None
 
@@ -278,15 +277,9 @@ class Client:
     def _maybe_announce(self) -> None:
         if self._broker_down:
             return
-        now = time.monotonic()
-        if now < self._next_heartbeat:
-            return
         state = (self.claimed_seq, False)
-        if state[0] and state != self._announced:
-            if self._announce():
-                self._announced = state
-            else:
-                self._next_heartbeat = now + max(60.0, self._heartbeat_s)  # topic missing or forbidden
+        if state[0] and state != self._announced and self._announce():  # else: again at the next beat
+            self._announced = state
 
     def _overflow_bytes(self) -> int:
         try:
