@@ -419,3 +419,24 @@ def test_transport_unavailable_is_still_the_ordinary_path(make_client: Any) -> N
         time.sleep(0.01)
     sink.fail_with = None
     assert client.flush(5) and len(sink.stored) == 1
+
+
+def test_the_access_log_records_a_read_whose_request_carried_personal_data(tmp_path: Path) -> None:
+    """A SQL text with a phone number, a purpose with a lone surrogate: the read is still recorded, the value withheld."""
+    from trail.access.principals import Principal
+    from trail.access.recorder import AccessNote, AccessRecorder
+    from trail.testing import RecordingTransport, test_client
+
+    transport = RecordingTransport()
+    client = test_client(tmp_path, transport, service="trail-access")
+    recorder = AccessRecorder(client)
+    note = AccessNote(dataset="sql", purpose=f"look {LONE}", attributes={"sql": "SELECT 1 WHERE x = '13800138000'"})
+    principal = Principal(name="analyst-1", kind="staff", roles=("analyst",))
+    recorder.record(principal=principal, role="analyst", method="POST", endpoint="/v1/sql", status=200, ip=None,
+                    request_id="r1", note=note)  # fmt: skip
+    assert client.flush(5)
+    assert recorder.failed == 0 and recorder.recorded == 1
+    (ev,) = transport.events
+    assert ev["attributes"]["sql"] == "(withheld: looks like a mainland mobile phone number)"
+    assert "13800138000" not in json.dumps(transport.events)
+    client.close()
