@@ -422,7 +422,7 @@ def test_transport_unavailable_is_still_the_ordinary_path(make_client: Any) -> N
 
 
 def test_the_access_log_records_a_read_whose_request_carried_personal_data(tmp_path: Path) -> None:
-    """A SQL text with a phone number, a purpose with a lone surrogate: the read is still recorded, the value withheld."""
+    """SQL text with a phone number, a purpose with a lone surrogate: the read is recorded, the value withheld."""
     from trail.access.principals import Principal
     from trail.access.recorder import AccessNote, AccessRecorder
     from trail.testing import RecordingTransport, test_client
