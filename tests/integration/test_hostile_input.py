@@ -88,3 +88,57 @@ def test_emit_at_the_size_limit_is_stored_or_refused_never_accepted_and_lost(tmp
     assert "bytes on the wire" in out["errors"][0]["error"]
     rows = stored_events(data, env)
     assert len(rows) == 1 and len(rows[0]["subject_refs"]) == 500
+
+
+INSERT_WILD_ROWS = """
+import sys
+from trail.config import load_settings
+from trail.events.model import event_hash, validate_input
+from trail.storage.store import open_store
+
+settings = load_settings()
+store = open_store(settings.store_dsn, settings.clickhouse_database)
+fields = {"actor": {"kind": "staff", "id": "E-WILD"}, "action": "view", "data_categories": ["name"],
+          "purpose": "wild clock", "legal_basis": "contract", "target": {"system": "crm"},
+          "source": {"service": "old-producer", "host": "h", "environment": "test"}}
+rows = []
+for seq, at in enumerate(sys.argv[1:], start=1):
+    ev = validate_input(fields)
+    ev.pop("subject_ids")
+    ev.update(subject_refs=[], occurred_at=at, producer={"id": "old-producer/1", "seq": seq, "prev": ""})
+    if rows:
+        ev["producer"]["prev"] = rows[-1]["hash"]
+    ev["hash"] = event_hash(ev)
+    rows.append(ev)
+store.insert_events(rows)
+store.close()
+"""
+
+
+def test_queries_do_not_fail_because_of_one_stored_wild_row(tmp_path: Path) -> None:
+    """Rows dated in the years 9999 and 1, stored by an old writer, break no query command."""
+    import sys
+
+    data = tmp_path / "data"
+    env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode(), TRAIL_CHECKPOINT_SECONDS="0", TRAIL_DATA_DIR=str(data))
+    path = tmp_path / "good.jsonl"
+    path.write_text(json.dumps(event(0, actor={"kind": "staff", "id": "E-WILD"})) + "\n")
+    assert run("emit", "--file", str(path), env=env).returncode == 0
+    wild = ["9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00.000000Z"]
+    res = subprocess.run([sys.executable, "-c", INSERT_WILD_ROWS, *wild], env=env, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+
+    rows = stored_events(data, env)
+    assert sorted(r["occurred_at"] for r in rows if r["actor"]["id"] == "E-WILD")[:1] == ["0001-01-01T00:00:00.000000Z"]
+    assert "9999-12-31T23:59:59.999999Z" in {r["occurred_at"] for r in rows}
+    for args in (
+        ["query", "actor", "E-WILD", "--format", "json"],
+        ["query", "events", "--since", "2026-01-01T00:00:00Z", "--format", "json"],
+        ["query", "events", "--until", "2030-01-01T00:00:00Z"],
+        ["query", "events", "--format", "csv"],
+        ["counts"],
+        ["gaps"],
+    ):
+        res = run(*args, env=env)
+        assert res.returncode in (0, 1), (args, res.stderr.decode()[-2000:])
+        assert b"Traceback" not in res.stderr, args

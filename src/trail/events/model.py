@@ -415,7 +415,8 @@ def format_timestamp(dt: datetime) -> str:
     """RFC 3339, UTC, microseconds: ``2026-11-22T10:05:27.123456Z``."""
     if dt.tzinfo is None:
         raise ValidationError("occurred_at", "must carry a UTC offset (for example ...Z)")
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime writes the year 1 as "1", not "0001"
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(field: str, value: object) -> datetime:
