@@ -378,6 +378,8 @@ def test_personal_data_in_attributes_is_refused_naming_the_key(value: str, kind:
         pytest.param("T-1234", id="ticket"),
         pytest.param("user@localhost", id="at-without-domain"),
         pytest.param("0199a1b2-7c3d-7e4f-8a5b-123456789abc", id="uuid"),
+        pytest.param("d071e6b3-d154-4890-8082-7add729de3db", id="uuid-with-digit-groups"),
+        pytest.param("9ae2bdd7beedc2e766c6b76585530e16925115707dc7a06ab5ee4aa2776b2c7b", id="sha256-hex"),
     ],
 )
 def test_look_alikes_are_accepted(value: str) -> None:

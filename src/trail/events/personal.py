@@ -12,8 +12,8 @@ clear, outside the pseudonymisation of ``subject_ids``. These shapes are refused
 * a bank card number: 13 to 19 digits (spaces or ``-`` between groups allowed) starting with 3,
   4, 5 or 6 and passing the Luhn check.
 
-Digit runs are matched whole (a 20-digit order number does not contain a phone number), so
-look-alikes pass: an 11-digit order number not starting ``1[3-9]``, an 18-digit number with a
+Digit runs are matched whole, never next to an ASCII letter or digit (a 20-digit order number
+or a hex digest does not contain a phone number), and UUIDs are skipped, so look-alikes pass: an 11-digit order number not starting ``1[3-9]``, an 18-digit number with a
 wrong check digit, a card-length number failing Luhn.
 
 Pure and cheap: a value with no ``@`` and fewer than 11 digits is not looked at further.
@@ -30,10 +30,14 @@ RESIDENT_ID: Final = "a resident identity number"
 EMAIL: Final = "an e-mail address"
 BANK_CARD: Final = "a bank card number"
 
-_MOBILE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9])")
-_ID18 = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+# Numbers are matched whole: not next to an ASCII letter or digit (a hex digest or a longer
+# order number holds digit runs that are not phone numbers); Chinese text around them is fine.
+_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9A-Za-z])")
+_ID18 = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_CARD = re.compile(r"(?<![0-9])[3-6][0-9]{3}(?:[- ]?[0-9]){9,15}(?![0-9])")
+_CARD = re.compile(r"(?<![0-9A-Za-z-])[3-6][0-9]{3}(?:[- ]?[0-9]){9,15}(?![0-9A-Za-z-])")
+#: UUIDs are references by construction; their digit groups are never looked at.
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
 
@@ -72,6 +76,8 @@ def looks_like_personal_data(value: str) -> str | None:
         return None
     if has_at and _EMAIL.search(value):
         return EMAIL
+    if "-" in value:
+        value = _UUID.sub(" ", value)
     for m in _ID18.finditer(value):
         if resident_id_valid(m.group()):
             return RESIDENT_ID
