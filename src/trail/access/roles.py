@@ -20,6 +20,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "events.counts": frozenset({"analyst", "investigator"}),
     "events.gaps": frozenset({"analyst", "investigator", "auditor"}),
     "subjects.lookup": frozenset({"investigator"}),
+    "subjects.report": frozenset({"investigator"}),
+    "compliance.report": frozenset({"auditor"}),
     "sql.query": frozenset({"analyst", "investigator"}),
     "alerts.read": frozenset({"analyst", "investigator"}),
     "alerts.review": frozenset({"analyst", "investigator"}),

@@ -35,6 +35,8 @@ from trail.api.errors import for_exception
 from trail.errors import Forbidden, RateLimited, RequestTimeout, TooLarge, TrailError, Unauthorized
 
 OPEN: frozenset[str] = frozenset({"/v1/health", "/openapi.json"})
+#: The web console authenticates with its session cookie and records its own requests (trail.console).
+CONSOLE = "/console"
 JSON_BODY_MAX = 1 << 20
 
 
@@ -98,7 +100,7 @@ class AccessMiddleware:
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
             self._limiter_set = True
         route, template = self._route(scope)
-        if route is None or template in OPEN:
+        if route is None or template in OPEN or template == CONSOLE:
             await self.app(scope, receive, send)
             return
         method = scope["method"]

@@ -32,6 +32,7 @@ from trail.cli.common import (
 )
 from trail.cli.detect_commands import alerts_group, rules_group
 from trail.cli.incident_commands import drill_cmd, incidents_group, playbook_group
+from trail.cli.rights_commands import register_rights_commands
 from trail.config import Settings, load_settings
 from trail.errors import ConfigError, UsageError
 from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
@@ -519,6 +520,7 @@ register_access_commands(cli, retention_group)
 cli.add_command(incidents_group)
 cli.add_command(playbook_group)
 cli.add_command(drill_cmd)
+register_rights_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
