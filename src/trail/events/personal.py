@@ -13,8 +13,9 @@ clear, outside the pseudonymisation of ``subject_ids``. These shapes are refused
   4, 5 or 6 and passing the Luhn check.
 
 Digit runs are matched whole, never next to an ASCII letter or digit (a 20-digit order number
-or a hex digest does not contain a phone number), and UUIDs are skipped, so look-alikes pass: an 11-digit order number not starting ``1[3-9]``, an 18-digit number with a
-wrong check digit, a card-length number failing Luhn.
+or a hex digest does not contain a phone number), and UUIDs are skipped, so look-alikes pass:
+an 11-digit order number not starting ``1[3-9]``, an 18-digit number with a wrong check digit,
+a card-length number failing Luhn.
 
 Pure and cheap: a value with no ``@`` and fewer than 11 digits is not looked at further.
 """
