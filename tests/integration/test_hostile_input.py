@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.conftest import TRAIL, trail_env
+from tests.conftest import TRAIL, read_topic, trail_env, wait_for
 from tests.factories import event
+from tests.strategies import input_events
+from trail.errors import ValidationError
+from trail.sdk.client import Client
+from trail.sdk.transport import KafkaTransport
 from trail.testing import TEST_KEY
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
@@ -117,8 +125,6 @@ store.close()
 
 def test_queries_do_not_fail_because_of_one_stored_wild_row(tmp_path: Path) -> None:
     """Rows dated in the years 9999 and 1, stored by an old writer, break no query command."""
-    import sys
-
     data = tmp_path / "data"
     env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode(), TRAIL_CHECKPOINT_SECONDS="0", TRAIL_DATA_DIR=str(data))
     path = tmp_path / "good.jsonl"
@@ -142,3 +148,35 @@ def test_queries_do_not_fail_because_of_one_stored_wild_row(tmp_path: Path) -> N
         res = run(*args, env=env)
         assert res.returncode in (0, 1), (args, res.stderr.decode()[-2000:])
         assert b"Traceback" not in res.stderr, args
+
+
+_SINKS: dict[int, Any] = {}
+
+
+@pytest.mark.kafka
+@given(batch=st.lists(input_events(), min_size=12, max_size=12))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+def test_generated_events_record_accepts_are_stored_through_broker_and_sink(
+    batch: list[dict[str, Any]], broker: Any, topics: dict[str, str], store: Any, make_sink: Any, tmp_path: Path
+) -> None:
+    """Generated events through the real broker, sink and chDB: every one record() accepted is
+    stored, none is dead-lettered."""
+    if id(make_sink) not in _SINKS:  # one sink for all the examples of this test
+        _SINKS[id(make_sink)] = make_sink()
+    run_id = uuid.uuid4().hex[:6]
+    client = Client(service=f"prop-{run_id}", transport=KafkaTransport(broker.bootstrap, topics["events"]),
+                    subject_key=TEST_KEY, spool_dir=tmp_path / f"spool-{run_id}")  # fmt: skip
+    accepted = []
+    for raw in batch:
+        try:
+            accepted.append(client.record(**raw))
+        except ValidationError:
+            continue
+    assert client.close(timeout=30)
+
+    def stored() -> set[str]:
+        ids = {str(r["event_id"]) for r in store.query("SELECT toString(event_id) AS event_id FROM {db}.events")}
+        return ids & set(accepted)
+
+    wait_for(lambda: stored() == set(accepted), 60, what="every accepted event stored")
+    assert read_topic(broker.bootstrap, topics["deadletter"], 0, timeout=1) == []
