@@ -31,6 +31,7 @@ from trail.detect.alert_sink import AlertSink, AlertSinkConfig
 from trail.detect.consumer import Detector, DetectorConfig
 from trail.detect.rules import RuleSet, rules_from_settings
 from trail.errors import ConfigError, PlaybookError, StoreError, TrailError
+from trail.files import private_umask
 from trail.incidents.application import IncidentService
 from trail.incidents.trigger import IncidentTrigger, TriggerConfig
 from trail.ingest.errors import OffsetOutOfRange, StoppedWhileFailing
@@ -83,7 +84,7 @@ def detector_config(settings: Settings, bootstrap: str, **overrides: Any) -> Det
         topic=settings.topic("events"),
         alerts_topic=settings.topic("alerts"),
         group_id=f"{settings.namespace}trail-detector",
-        **overrides,
+        **{"max_clock_skew_s": settings.max_clock_skew, **overrides},
     )
 
 
@@ -240,6 +241,7 @@ def run_until_signal(worker: Any, role: str, *, errors: ErrorMap, cleanup: Calla
 
 
 def _configured(role: str, build: Callable[[], int]) -> int:
+    private_umask()  # a long-running role: whatever it or its libraries write is private
     try:
         return build()
     except (ConfigError, PlaybookError) as exc:

@@ -22,6 +22,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "subjects.lookup": frozenset({"investigator"}),
     "subjects.report": frozenset({"investigator"}),
     "compliance.report": frozenset({"auditor"}),
+    "requests.read": frozenset({"investigator", "auditor"}),
+    "requests.change": frozenset({"investigator"}),
     "sql.query": frozenset({"analyst", "investigator"}),
     "alerts.read": frozenset({"analyst", "investigator"}),
     "alerts.review": frozenset({"analyst", "investigator"}),

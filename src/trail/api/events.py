@@ -80,6 +80,7 @@ def read_events(
     if actor:
         rows, nxt = svc.backend.page("actor", actor, f, cursor)
     elif subject_ref:
+        n.subject_refs = [subject_ref.lower()]
         rows, nxt = svc.backend.page("subject", subject_ref.lower(), f, cursor)
     else:
         rows, nxt = svc.backend.page("events", None, f, cursor)

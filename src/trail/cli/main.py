@@ -36,6 +36,7 @@ from trail.cli.rights_commands import register_rights_commands
 from trail.config import Settings, load_settings
 from trail.errors import ConfigError, UsageError
 from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
+from trail.files import private_umask
 from trail.logging import configure
 from trail.service import QueryFilters
 
@@ -60,6 +61,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
         ctx.obj = load_settings(data_dir=data_dir)
     except ConfigError as exc:
         _fail(str(exc), 2)
+    # The trail's files (data directory, outbox, documents) are its user's alone, whatever the umask.
+    private_umask()
     # Long-running roles log at the configured level; one-shot commands only say what went wrong.
     quiet = ctx.invoked_subcommand not in ("up", "sink") and "TRAIL_LOG_LEVEL" not in os.environ
     configure("warning" if quiet else ctx.obj.log_level, ctx.obj.log_format)

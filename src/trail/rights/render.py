@@ -88,7 +88,15 @@ def _filters(lang: str) -> dict[str, Any]:
         "recipient": recipient,
         "when": lambda t: (str(t)[:19].replace("T", " ") + " UTC") if t else None,
         "pretty": lambda obj: json.dumps(obj, ensure_ascii=False, sort_keys=True),
+        "code": code_block,
+        "cite": lambda arts: [f"{a['source']} {a['article']} ({a['status']})" for a in arts or []],
     }
+
+
+def code_block(text: Any) -> Markup:
+    """A query as a fenced code block (shown verbatim; backticks and line breaks cannot end it)."""
+    body = " ".join(str(text or "").replace("`", "'").split())
+    return Markup(f"\n````sql\n{body}\n````\n")  # noqa: S704 -- Markdown source, not HTML; the converter escapes it
 
 
 def check_choices(kind: str, lang: str, fmt: str) -> None:
