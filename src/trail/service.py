@@ -7,6 +7,7 @@ through the SDK, with the same validation, pseudonymisation, sequencing and hash
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -102,6 +103,7 @@ class QueryFilters:
     action: str | None = None
     category: str | None = None
     limit: int = 100
+    destination: str | None = None
 
     def as_params(self) -> dict[str, str]:
         out: dict[str, str] = {"limit": str(self.limit)}
@@ -113,6 +115,8 @@ class QueryFilters:
             out["action"] = self.action
         if self.category:
             out["category"] = self.category
+        if self.destination:
+            out["destination"] = self.destination
         return out
 
 
@@ -131,6 +135,7 @@ def query(
         until=f.until,
         action=f.action,
         category=f.category,
+        destination=f.destination,
         actor_id=ref_or_id if kind in ("actor", "access") else None,
         subject_ref=ref_or_id if kind == "subject" else None,
         limit=f.limit,
@@ -211,7 +216,7 @@ class StoreBackend:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page (at most PAGE_MAX rows) and the cursor of the next, if there may be one."""
         size = min(filters.limit, PAGE_MAX)
-        f = QueryFilters(filters.since, filters.until, filters.action, filters.category, size)
+        f = dataclasses.replace(filters, limit=size)
         rows = query(self.store, kind, key, f, after=decode_cursor(cursor) if cursor else None)
         return rows, (encode_cursor(rows[-1]) if len(rows) == size else None)
 
@@ -223,7 +228,7 @@ class StoreBackend:
         left = filters.limit
         after: tuple[datetime, str] | None = None
         while left > 0:
-            f = QueryFilters(filters.since, filters.until, filters.action, filters.category, min(block, left))
+            f = dataclasses.replace(filters, limit=min(block, left))
             rows = query(self.store, kind, key, f, after=after)
             if not rows:
                 return

@@ -34,7 +34,7 @@ from trail.cli.detect_commands import alerts_group, rules_group
 from trail.cli.incident_commands import drill_cmd, incidents_group, playbook_group
 from trail.config import Settings, load_settings
 from trail.errors import ConfigError, UsageError
-from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
+from trail.events.model import ACTIONS, DATA_CATEGORIES, DESTINATION_KINDS, parse_timestamp
 from trail.logging import configure
 from trail.service import QueryFilters
 
@@ -204,6 +204,7 @@ def emit(ctx: click.Context, data_dir: Path | None, path: Path) -> None:
 def _query_options(fn: F) -> F:
     fn = click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)(fn)
     fn = click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)(fn)
+    fn = click.option("--destination", type=click.Choice(DESTINATION_KINDS), help="Where the data went.")(fn)
     fn = click.option("--category", type=click.Choice(DATA_CATEGORIES))(fn)
     fn = click.option("--action", type=click.Choice(ACTIONS))(fn)
     fn = click.option("--until", help="RFC 3339 timestamp (exclusive).")(fn)
@@ -212,7 +213,12 @@ def _query_options(fn: F) -> F:
 
 
 def _filters(
-    since: str | None, until: str | None, action: str | None, category: str | None, limit: int
+    since: str | None,
+    until: str | None,
+    action: str | None,
+    category: str | None,
+    limit: int,
+    destination: str | None = None,
 ) -> QueryFilters:
     return QueryFilters(
         since=parse_timestamp("--since", since) if since else None,
@@ -220,6 +226,7 @@ def _filters(
         action=action,
         category=category,
         limit=limit,
+        destination=destination,
     )
 
 

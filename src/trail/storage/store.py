@@ -353,6 +353,7 @@ class Store:
         until: datetime | None = None,
         action: str | None = None,
         category: str | None = None,
+        destination: str | None = None,
         actor_id: str | None = None,
         subject_ref: str | None = None,
         limit: int = 100,
@@ -386,13 +387,26 @@ class Store:
         if category:
             where.append("has(data_categories, {category:String})")
             params["category"] = category
+        # The index tables are ordered by (key, occurred_at): the same time range bounds their read.
+        index_range = "".join(
+            f" AND occurred_at {op} {{{name}:DateTime64(6, 'UTC')}}"
+            for op, name, value in ((">=", "since", since), ("<", "until", until))
+            if value is not None
+        )
+        if destination:
+            where.append("destination_kind = {destination:String}")
+            params["destination"] = destination
         if actor_id:
             where.append("actor_id = {actor:String}")
+            where.append(
+                "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.actor_index "
+                f"WHERE actor_id = {{actor:String}}{index_range})"
+            )
             params["actor"] = actor_id
         if subject_ref:
             where.append(
                 "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.subject_index "
-                "WHERE subject_ref = {ref:String})"
+                f"WHERE subject_ref = {{ref:String}}{index_range})"
             )
             params["ref"] = subject_ref
         order = "DESC" if newest_first else "ASC"
@@ -438,6 +452,16 @@ class Store:
         out = dict(rows[0]) if rows else {}
         out["by_action"] = {r["action"]: {"events": r["events"], "records": r["records"]} for r in by_action}
         return {k: (int(v) if isinstance(v, int) else v) for k, v in out.items()}
+
+    def counts_by_action(self, *, since: datetime, until: datetime) -> dict[str, int]:
+        """Events (one per ``event_id``) by action with ``since <= occurred_at < until``."""
+        rows = self.query(
+            "SELECT action, uniqExact(event_id) AS events FROM {db}.events "
+            "WHERE occurred_at >= {since:DateTime64(6, 'UTC')} AND occurred_at < {until:DateTime64(6, 'UTC')} "
+            "GROUP BY action ORDER BY action",
+            {"since": since, "until": until},
+        )
+        return {r["action"]: int(r["events"]) for r in rows}
 
     def count_events(self) -> int:
         rows = self.query("SELECT uniqExact(event_id) AS n FROM {db}.events")
