@@ -26,6 +26,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_APPROVED_JOBS | actor ids of approved bulk jobs (comma-separated) | empty |
 | TRAIL_DETECTOR_CHECKPOINT_SECONDS | how often the detector checkpoints its window state | 300 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
+| TRAIL_METRICS_HOST / TRAIL_METRICS_PORT | Prometheus ``/metrics`` of a role without an API (0: off) | 127.0.0.1 / 0 |
 | TRAIL_INCIDENT_STORE | ``postgresql://user:pass@host:port/db?schema=trail``; unset = SQLite in the data dir | unset |
 | TRAIL_PLAYBOOK | the graded emergency plan (YAML) | the default shipped in trail.incidents.playbooks |
 | TRAIL_CONTACT_RESOLVER | ``module:attr``, ``entrypoint:NAME`` or ``command:PROGRAM ARGS`` | unset |
@@ -98,6 +99,8 @@ class Settings:
     detector_checkpoint_seconds: float = 300.0
     api_host: str = "127.0.0.1"
     api_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     incident_store: str | None = field(default=None, repr=False)
     playbook: Path | None = None
     contact_resolver: str | None = None
@@ -204,6 +207,7 @@ _INT = {
     "spool_max_bytes",
     "sink_batch_size",
     "api_port",
+    "metrics_port",
     "api_max_body_bytes",
     "api_max_connections",
     "api_worker_threads",
