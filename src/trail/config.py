@@ -12,6 +12,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_KAFKA_BOOTSTRAP | ``host:port[,host:port]``; unset = the local stack's broker | unset |
 | TRAIL_CLICKHOUSE_DSN | ``http://user:pass@host:8123`` or ``chdb:///path``; unset = chDB in the data dir | unset |
 | TRAIL_CLICKHOUSE_DATABASE | database holding trail's tables | trail |
+| TRAIL_CLICKHOUSE_CLUSTER | ClickHouse cluster the tables are sharded over (``trail store ddl --cluster``) | unset |
 | TRAIL_SUBJECT_KEY | key for subject pseudonymisation (≥ 32 characters) | required in production |
 | TRAIL_SUBJECT_KEY_FILE | file holding that key | unset |
 | TRAIL_SPOOL_DIR | SDK on-disk spool | DATA_DIR/spool |
@@ -58,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import tomllib
@@ -85,6 +87,7 @@ class Settings:
     kafka_bootstrap: str | None = None
     clickhouse_dsn: str | None = None
     clickhouse_database: str = "trail"
+    clickhouse_cluster: str | None = None
     subject_key: str | None = field(default=None, repr=False)
     spool_dir: Path | None = None
     spool_max_bytes: int = 1 << 30
@@ -318,6 +321,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_NAMESPACE: letters, digits, '.', '_' and '-' only")
     if s.clickhouse_dsn and not s.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
         raise ConfigError("TRAIL_CLICKHOUSE_DSN: must start with chdb://, http:// or https://")
+    if s.clickhouse_cluster is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", s.clickhouse_cluster):
+            raise ConfigError(
+                "TRAIL_CLICKHOUSE_CLUSTER: a cluster name from the server's remote_servers (letters, digits, _)"
+            )
+        if s.store_dsn.startswith("chdb://"):
+            raise ConfigError("TRAIL_CLICKHOUSE_CLUSTER needs TRAIL_CLICKHOUSE_DSN of a ClickHouse server, not chDB")
     if s.log_format not in ("auto", "json", "console"):
         raise ConfigError("TRAIL_LOG_FORMAT: must be auto, json or console")
     if s.log_level not in ("debug", "info", "warning", "error"):

@@ -48,7 +48,7 @@ log = get_logger("trail.roles")
 # ---------------------------------------------------------------- building
 def open_trail_store(settings: Settings) -> Store:
     """The trail's store (ClickHouse server or the data directory's chDB), migrated."""
-    return open_store(settings.store_dsn, settings.clickhouse_database)
+    return open_store(settings.store_dsn, settings.clickhouse_database, cluster=settings.clickhouse_cluster)
 
 
 def _secured(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from trail.errors import ConfigError, UsageError
 from trail.events.model import ACTIONS, DATA_CATEGORIES, DESTINATION_KINDS, parse_timestamp
 from trail.logging import configure
 from trail.service import QueryFilters
+from trail.storage.schema import cluster_ddl, single_server_ddl
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -362,6 +363,24 @@ def config_show(ctx: click.Context, fmt: str) -> None:
         click.echo(json.dumps(values, default=str))
     else:
         emit_rows([{"setting": k, "value": v} for k, v in values.items()], "table", ["setting", "value"])
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The store's schema."""
+
+
+@store_group.command("ddl")
+@click.option("--cluster", default=None, help="Print the schema for this ClickHouse cluster (ON CLUSTER, sharded).")
+@click.option("--database", default=None, help="Database name (default: TRAIL_CLICKHOUSE_DATABASE).")
+@click.pass_context
+def store_ddl(ctx: click.Context, cluster: str | None, database: str | None) -> None:
+    """Print the schema as SQL: for one server, or (--cluster) Replicated tables, Distributed
+    tables over them and views, every statement ON CLUSTER. Runs nothing."""
+    db = database or _settings(ctx).clickhouse_database
+    stmts = cluster_ddl(db, cluster) if cluster else single_server_ddl(db)
+    for stmt in stmts:
+        click.echo(stmt if stmt.startswith("--") else stmt + ";")
 
 
 @cli.group("keys")

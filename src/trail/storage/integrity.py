@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from trail.errors import StoreError
 from trail.storage.store import EVENT_COLUMNS, Store
 
 CHECKPOINT_COLUMNS = ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"]
@@ -170,6 +171,11 @@ def insert_retention_record(store: Store, seq: int, digest: str, created_at: str
 
 def delete_range(store: Store, producer_id: str, first: int, last: int) -> None:
     """Delete one producer's events from ``first`` to ``last`` and their index rows."""
+    if store.cluster:
+        raise StoreError(
+            "retention on a ClickHouse cluster is not supported yet: the deletions would have to run on each "
+            "shard's local tables; expire with the tables' TTL or per shard, then record it"
+        )
     cond = "producer_id = {p:String} AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64}"
     params = {"p": producer_id, "a": first, "b": last}
     for index in ("subject_index", "actor_index"):

@@ -16,12 +16,12 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 from trail.errors import StoreError
 from trail.events.model import format_timestamp
 from trail.logging import get_logger
+from trail.storage.schema import cluster_preamble, load_migrations, rewrite, statements
 
 log = get_logger("trail.storage")
 
@@ -63,28 +63,6 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 _SELECT = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def load_migrations() -> list[Migration]:
-    """The numbered, append-only migrations shipped in ``trail/storage/migrations``."""
-    out = []
-    for entry in resources.files("trail.storage").joinpath("migrations").iterdir():
-        m = re.match(r"^(\d{4})_(.+)\.sql$", entry.name)
-        if m:
-            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    return sorted(out, key=lambda mig: mig.version)
-
-
-def _statements(sql: str) -> list[str]:
-    text = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
-    return [s.strip() for s in text.split(";") if s.strip()]
 
 
 def events_to_columns(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
@@ -234,11 +212,15 @@ class Gap:
 class Store:
     """One connection to the store and the database holding trail's tables."""
 
-    def __init__(self, dsn: str, database: str = "trail") -> None:
+    def __init__(self, dsn: str, database: str = "trail", *, cluster: str | None = None) -> None:
         if not _DB_NAME.match(database):
             raise StoreError(f"database name {database!r} is not a plain identifier")
+        if cluster is not None and not _DB_NAME.match(cluster):
+            raise StoreError(f"cluster name {cluster!r} is not a plain identifier")
         self.dsn = dsn
         self.db = database
+        #: The ClickHouse cluster the tables are sharded and replicated over (None: one server).
+        self.cluster = cluster
         self._lock = threading.RLock()
         try:
             import clickhouse_connect
@@ -291,20 +273,26 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> list[int]:
-        """Apply the migrations not yet applied; returns the versions applied now."""
-        self.command("CREATE DATABASE IF NOT EXISTS {db}")
-        self.command(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-            "ENGINE = MergeTree ORDER BY version"
-        )
+        """Apply the migrations not yet applied; returns the versions applied now. On a cluster
+        (``cluster``), each statement in its cluster form (:mod:`trail.storage.schema`)."""
+        if self.cluster:
+            for stmt in cluster_preamble(self.db, self.cluster):
+                self.command(stmt)
+        else:
+            self.command("CREATE DATABASE IF NOT EXISTS {db}")
+            self.command(
+                "CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+                "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+                "ENGINE = MergeTree ORDER BY version"
+            )
         done = {r["version"] for r in self.query("SELECT version FROM {db}.schema_migrations")}
         applied = []
         for mig in load_migrations():
             if mig.version in done:
                 continue
-            for stmt in _statements(mig.sql):
-                self.command(stmt)
+            for stmt in statements(mig.sql):
+                for each in rewrite(stmt, self.cluster, self.db) if self.cluster else [stmt]:
+                    self.command(each)
             with self._lock:
                 self._client.insert(
                     f"{self.db}.schema_migrations", [[mig.version, mig.name]], column_names=["version", "name"]
@@ -489,8 +477,8 @@ class Store:
         )
 
 
-def open_store(dsn: str, database: str = "trail", *, migrate: bool = True) -> Store:
-    store = Store(dsn, database)
+def open_store(dsn: str, database: str = "trail", *, migrate: bool = True, cluster: str | None = None) -> Store:
+    store = Store(dsn, database, cluster=cluster)
     if migrate:
         store.migrate()
     return store
