@@ -20,6 +20,11 @@ def health(request: Request) -> JsonResponse:
     return ok(out)
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics (open, unaudited: counts, no trail data)")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    include_in_schema=False,  # operations, not the API: documented in trail.metrics and the README
+    summary="Prometheus metrics (open, unaudited: counts, no trail data)",
+)
 def prometheus_metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
