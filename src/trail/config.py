@@ -47,6 +47,8 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_API_KEEPALIVE_TIMEOUT | seconds an idle keep-alive connection stays open | 5 |
 | TRAIL_API_RATE_PER_PRINCIPAL | requests per second one principal may make (bursts of twice that) | 500 |
 | TRAIL_API_AUTH_FAILURES_PER_MINUTE | failed authentications per client address before 429 | 30 |
+| TRAIL_CONSOLE_SESSION_IDLE | seconds a console session lasts without a request | 1800 |
+| TRAIL_CONSOLE_SESSION_MAX | seconds a console session lasts at most (then log in again) | 43200 |
 | TRAIL_SQL_MAX_ROWS / TRAIL_SQL_TIMEOUT | ``trail sql``: rows returned at most; seconds a query may run | 10000 / 30 |
 | TRAIL_RETENTION_FLOOR_DAYS | nothing younger is deleted (Cybersecurity Law Art. 21(3)); only raised | 183 |
 | TRAIL_KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
@@ -123,9 +125,15 @@ class Settings:
     api_keepalive_timeout: float = 5.0
     api_rate_per_principal: float = 500.0
     api_auth_failures_per_minute: int = 30
+    console_session_idle: float = 1800.0
+    console_session_max: float = 43200.0
     sql_max_rows: int = 10_000
     sql_timeout: float = 30.0
     retention_floor_days: int = RETENTION_FLOOR_DAYS
+    #: Subject reports name staff by id only when the organisation says so (yes|no).
+    report_staff_ids: str = "no"
+    #: Deadlines of subject requests in working days, per kind: "deletion=10,access=15" (default 15 each).
+    request_deadlines: str = ""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -228,6 +236,8 @@ _FLOAT = {
     "api_body_timeout",
     "api_keepalive_timeout",
     "api_rate_per_principal",
+    "console_session_idle",
+    "console_session_max",
     "sql_timeout",
 }
 _PATH = {
@@ -355,6 +365,8 @@ def _validate(s: Settings) -> None:
         )
     _validate_api(s)
     _validate_kafka_security(s)
+    if s.report_staff_ids not in ("yes", "no"):
+        raise ConfigError("TRAIL_REPORT_STAFF_IDS: yes or no (whether subject reports name staff by id)")
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]
     bad = [x for x in severities if x not in ("low", "medium", "high", "critical")]
     if bad or not severities:
@@ -382,6 +394,8 @@ def _validate_api(s: Settings) -> None:
         "api_body_timeout",
         "api_keepalive_timeout",
         "api_rate_per_principal",
+        "console_session_idle",
+        "console_session_max",
         "sql_timeout",
     ):
         if not getattr(s, name) > 0:

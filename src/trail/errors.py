@@ -30,7 +30,9 @@ value. Exit statuses and HTTP statuses are not properties of these classes: the 
     ├── DocumentError             a document could not be rendered or written
     │   └── MissingElementError   a rendered document lacks a required element (its template regressed)
     ├── Unauthorized              no valid token: missing, unknown, expired or revoked (API: 401)
+    │   └── LoginRequired         a console page without a live session (the login page)
     ├── Forbidden                 the principal's roles do not allow the request (API: 403)
+    │   └── CsrfRefused           a console form without its session's CSRF token (403)
     ├── RateLimited               too many requests or failed authentications (API: 429)
     ├── TooLarge                  a request body over its limit (API: 413)
     ├── RequestTimeout            a request body that did not arrive in time (API: 408)
@@ -125,6 +127,14 @@ class Unauthorized(TrailError):
 
 class Forbidden(TrailError):
     """The principal is authenticated but none of its roles allows this request."""
+
+
+class LoginRequired(Unauthorized):
+    """A console page asked for without a live session: the answer is the login page."""
+
+
+class CsrfRefused(Forbidden):
+    """A console form sent without its session's CSRF token (or with another's)."""
 
 
 class RateLimited(TrailError):

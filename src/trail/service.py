@@ -103,7 +103,13 @@ class QueryFilters:
     action: str | None = None
     category: str | None = None
     limit: int = 100
+    system: str | None = None
+    outcome: str | None = None
     destination: str | None = None
+
+    def narrowed(self, limit: int) -> QueryFilters:
+        """The same filters with another limit."""
+        return dataclasses.replace(self, limit=limit)
 
     def as_params(self) -> dict[str, str]:
         out: dict[str, str] = {"limit": str(self.limit)}
@@ -115,8 +121,10 @@ class QueryFilters:
             out["action"] = self.action
         if self.category:
             out["category"] = self.category
-        if self.destination:
-            out["destination"] = self.destination
+        for name in ("system", "outcome", "destination"):
+            value = getattr(self, name)
+            if value:
+                out[name] = value
         return out
 
 
@@ -135,13 +143,15 @@ def query(
         until=f.until,
         action=f.action,
         category=f.category,
-        destination=f.destination,
         actor_id=ref_or_id if kind in ("actor", "access") else None,
         subject_ref=ref_or_id if kind == "subject" else None,
         limit=f.limit,
         after=after,
         service=ACCESS_LOG_SERVICE if kind == "access" else None,
         exclude_service=None if kind == "access" else ACCESS_LOG_SERVICE,
+        system=f.system,
+        outcome=f.outcome,
+        destination=f.destination,
     )
 
 
@@ -162,6 +172,23 @@ def decode_cursor(text: str) -> tuple[datetime, str]:
         return parse_timestamp("cursor", str(at)), str(uuid.UUID(str(eid)))
     except (ValueError, TypeError, ValidationError):
         raise ValidationError("cursor", "not a cursor this API returned (pass the 'next' value as is)") from None
+
+
+#: The columns of an event export as CSV (the API's and the console's).
+CSV_COLUMNS = (
+    "occurred_at", "event_id", "actor_kind", "actor_id", "action", "record_count", "subjects", "data_categories",
+    "purpose", "legal_basis", "source_service", "target_system", "target_dataset", "destination_kind", "outcome",
+    "producer_id", "producer_seq",
+)  # fmt: skip
+
+
+def csv_row(ev: dict[str, Any]) -> list[Any]:
+    return [
+        ev["occurred_at"], ev["event_id"], ev["actor"]["kind"], ev["actor"]["id"], ev["action"], ev["record_count"],
+        len(ev["subject_refs"]), ";".join(ev["data_categories"]), ev["purpose"], ev["legal_basis"],
+        ev["source"]["service"], ev["target"]["system"], ev["target"].get("dataset", ""),
+        (ev.get("destination") or {}).get("kind", ""), ev["outcome"], ev["producer"]["id"], ev["producer"]["seq"],
+    ]  # fmt: skip
 
 
 def gaps_as_dicts(gaps: list[Gap]) -> list[dict[str, Any]]:
@@ -216,7 +243,7 @@ class StoreBackend:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page (at most PAGE_MAX rows) and the cursor of the next, if there may be one."""
         size = min(filters.limit, PAGE_MAX)
-        f = dataclasses.replace(filters, limit=size)
+        f = filters.narrowed(size)
         rows = query(self.store, kind, key, f, after=decode_cursor(cursor) if cursor else None)
         return rows, (encode_cursor(rows[-1]) if len(rows) == size else None)
 
@@ -228,7 +255,7 @@ class StoreBackend:
         left = filters.limit
         after: tuple[datetime, str] | None = None
         while left > 0:
-            f = dataclasses.replace(filters, limit=min(block, left))
+            f = filters.narrowed(min(block, left))
             rows = query(self.store, kind, key, f, after=after)
             if not rows:
                 return
@@ -343,6 +370,7 @@ class ApiServices:
     sql: Any  # trail.access.sql.SqlRunner
     alerts: Any  # trail.detect.review.Alerts: read from the store, reviews published to trail.alerts
     incidents: Any = None  # trail.incidents.commands.LocalIncidents
+    bootstrap: str | None = None  # the broker (the delivery audit events of notices the console sends)
 
     def close(self) -> None:
         self.recorder.client.close(timeout=10)
@@ -402,4 +430,5 @@ def build_api_services(
         ),
         alerts=SplitAlerts(StoreAlerts(store), TopicAlerts(bootstrap, settings.topic("alerts"), options=options)),
         incidents=incidents,
+        bootstrap=None if transport else bootstrap,
     )

@@ -34,6 +34,7 @@ from trail.detect.alert_sink import AlertSink, AlertSinkConfig
 from trail.detect.consumer import Detector, DetectorConfig
 from trail.detect.rules import RuleSet, rules_from_settings
 from trail.errors import ConfigError, PlaybookError, StoreError, TrailError
+from trail.files import private_umask
 from trail.incidents.application import IncidentService
 from trail.incidents.trigger import IncidentTrigger, TriggerConfig
 from trail.ingest.errors import OffsetOutOfRange, StoppedWhileFailing
@@ -279,6 +280,7 @@ def watch_incidents(service: IncidentService) -> Callable[[], None]:
 
 
 def _configured(role: str, build: Callable[[], int]) -> int:
+    private_umask()  # a long-running role: whatever it or its libraries write is private
     try:
         return build()
     except (ConfigError, PlaybookError) as exc:

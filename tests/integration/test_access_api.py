@@ -37,6 +37,8 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/v1/gaps", None, frozenset({"analyst", "investigator", "auditor"})),
     ("POST", "/v1/subjects/events", {"subject_id": subject(1), "purpose": "complaint C-1"},
      frozenset({"investigator"})),
+    ("POST", "/v1/subjects/report", {"subject_id": subject(1), "purpose": "request R-1"},
+     frozenset({"investigator"})),
     ("POST", "/v1/sql", {"query": "SELECT count() AS n FROM events"}, frozenset({"analyst", "investigator"})),
     ("GET", "/v1/alerts", None, frozenset({"analyst", "investigator"})),
     ("GET", f"/v1/alerts/{ANY_UUID}", None, frozenset({"analyst", "investigator"})),
@@ -53,6 +55,13 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", f"/v1/proof/{ANY_UUID}", None, frozenset({"auditor"})),
     ("GET", "/v1/checkpoints", None, frozenset({"auditor"})),
     ("GET", "/v1/access-log", None, frozenset({"auditor"})),
+    ("POST", "/v1/compliance/report", {"from": "2026-11-01", "to": "2026-11-02"}, frozenset({"auditor"})),
+    ("POST", "/v1/requests", {"kind": "access", "subject_id": subject(1)}, frozenset({"investigator"})),
+    ("GET", "/v1/requests", None, frozenset({"investigator", "auditor"})),
+    ("GET", "/v1/requests/REQ-FFFFFFFF", None, frozenset({"investigator", "auditor"})),
+    ("POST", "/v1/requests/REQ-FFFFFFFF/respond", {"summary": "sent"}, frozenset({"investigator"})),
+    ("POST", "/v1/requests/REQ-FFFFFFFF/refuse", {"reason": "identity not verified"}, frozenset({"investigator"})),
+    ("POST", "/v1/requests/REQ-FFFFFFFF/close", {"outcome": "done"}, frozenset({"investigator"})),
     ("GET", "/v1/holds", None, frozenset({"auditor", "admin"})),
     ("POST", "/v1/holds", {"from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z", "reason": "case 7"},
      frozenset({"auditor"})),
@@ -435,3 +444,24 @@ def test_bodies_over_the_limit_are_413_and_repeated_failures_429(tmp_path: Path,
         assert {e["attributes"]["status"] for e in denied} >= {"401", "429"}
     finally:
         gen.close()
+
+
+# --------------------------------------------------------------------------- the team's own reads
+def test_an_analyst_who_looks_up_600_people_in_an_hour_is_caught_by_enumeration(fresh: Api) -> None:
+    """Each look-up by reference is in the access log with the person's reference as its subject,
+    so the enumeration rule counts an analyst's look-ups as it counts anyone's handling."""
+    from trail.detect.engine import Engine
+    from trail.detect.rules import load_rules
+    from trail.sdk.pseudonymise import Pseudonymiser
+    from trail.testing import TEST_KEY
+
+    api = fresh
+    pseudo = Pseudonymiser(TEST_KEY)
+    refs = [pseudo.ref(subject(i)) for i in range(600)]
+    for r in refs:
+        res = api.client.get(f"/v1/events?subject_ref={r}", headers=api.as_("analyst"))
+        assert res.status_code == 200, res.text
+    lookups = [e for e in api.access_log() if e["actor"]["id"] == "analyst" and e["target"]["dataset"] == "events"]
+    assert sorted(r for e in lookups for r in e["subject_refs"]) == sorted(refs)
+    alerts = Engine(load_rules()).feed_many(sorted(lookups, key=lambda e: e["occurred_at"]))
+    assert [(a.rule, a.actor) for a in alerts if a.rule == "enumeration"] == [("enumeration", "analyst")]

@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 RESOLVER = ROOT / "examples" / "contact_resolver.py"
 N_SUBJECTS = 2000
 RAW_IDS = {f"CUST-{i:06d}" for i in range(1, N_SUBJECTS + 1)}
-NOTICE_ATTRIBUTES = {"incident", "notice_id", "batch", "channel", "delivery", "attempt"}
+NOTICE_ATTRIBUTES = {"incident", "notice_id", "batch", "channel", "delivery", "attempt", "sent_by", "approved_by"}
 
 
 def _fake_contact() -> Any:
@@ -168,7 +168,8 @@ def test_one_audit_event_per_notice_with_one_subject_ref_and_no_contact(demo: De
     for n in demo.notices:
         assert len(n["subject_refs"]) == 1 and re.fullmatch(r"[0-9a-f]{64}", n["subject_refs"][0])
         assert n["action"] == "use" and n["source"]["service"] == "trail-notices"
-        assert n["actor"] == {"kind": "staff", "id": "E1002"}
+        assert n["actor"] == {"kind": "system", "id": "trail-notices"}  # the approved job, not a responder
+        assert (n["attributes"]["sent_by"], n["attributes"]["approved_by"]) == ("E1002", "E1002")
         assert n["target"] == {"system": "trail-notices", "dataset": demo.ref}
         assert set(n["attributes"]) <= NOTICE_ATTRIBUTES, n["attributes"]
         assert n["attributes"]["incident"] == demo.ref and n["attributes"]["channel"] == "outbox"
@@ -176,6 +177,16 @@ def test_one_audit_event_per_notice_with_one_subject_ref_and_no_contact(demo: De
         known = n["subject_refs"][0] in demo.contacts
         assert (n["outcome"], n["attributes"]["delivery"]) == (("success", "sent") if known else ("error", "failed"))
         assert leaks(json.dumps(n, ensure_ascii=False), demo) == [], n
+
+
+def test_the_notice_batch_raises_nothing_against_the_responders(demo: Demo) -> None:
+    """The approved notice batch is trail's own approved job: no alert names the responders or the
+    job, and the only incidents are those the demo's scenario opens (none against a responder)."""
+    actors = {a["actor"] for a in demo.alerts}
+    assert not actors & {"E1001", "E1002", "trail-notices"}, sorted(actors)
+    listed = jsonl(run("incidents", "list", "--format", "json", data=demo.data))
+    titles = [str(i.get("title", "")) for i in listed]
+    assert titles and not [t for t in titles if "E1001" in t or "E1002" in t or "trail-notices" in t], titles
 
 
 # --------------------------------------------------------------------------- nowhere else

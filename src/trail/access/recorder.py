@@ -35,6 +35,9 @@ class AccessNote:
     dataset: str = ""
     rows: int = 0
     subject_ids: list[str] = field(default_factory=list)
+    #: A person looked up by reference (``GET /v1/events?subject_ref=``): recorded as the event's
+    #: subject, so the rules (enumeration) count the look-ups as they count any other.
+    subject_refs: list[str] = field(default_factory=list)
     purpose: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     action: str = ""
@@ -102,7 +105,12 @@ class AccessRecorder:
         if ip:
             fields["location"] = {"ip": ip[:256]}
         try:
-            self.client.record(**fields)
+            refs = [r for r in note.subject_refs if r][:1]
+            if refs and not fields["subject_ids"]:
+                del fields["subject_ids"]
+                self.client.record_pseudonymised(subject_refs=refs, **fields)
+            else:
+                self.client.record(**fields)
             self.recorded += 1
         except Exception as exc:  # noqa: BLE001  # the request is answered; the failure is loud in the log
             self.failed += 1

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from trail.errors import Conflict, StoreError
+from trail.files import private_file
 
 
 class SqliteDatabase:
     kind = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            private_file(path)
         self.path = str(path)
         self._lock = threading.Lock()
         try:

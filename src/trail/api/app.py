@@ -8,9 +8,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from trail import __version__
-from trail.api import access, alerts, errors, events, health, incidents, integrity, retention, sql, subjects
+from trail.api import access, alerts, errors, events, health, incidents, integrity, retention, rights, sql, subjects
 from trail.api.auth import OPEN, AccessMiddleware
 from trail.api.responses import JsonResponse
+from trail.console import create_console
 from trail.service import ApiServices
 from trail.wiring import watch_incidents
 
@@ -33,8 +34,9 @@ def create_app(services: ApiServices) -> FastAPI:
     local_incidents = getattr(services, "incidents", None)
     if local_incidents is not None:  # open incidents and overdue obligations on /metrics
         app.state.unwatch_incidents = watch_incidents(local_incidents.service)
-    for module in (health, events, subjects, integrity, alerts, incidents, access, sql, retention):
+    for module in (health, events, subjects, integrity, alerts, incidents, access, sql, retention, rights):
         app.router.routes.extend(module.router.routes)  # flat, so the middleware matches each route itself
+    app.mount("/console", create_console(services))  # the web console: its own sessions, the same access log
     errors.install(app)
 
     app.add_middleware(AccessMiddleware, services=services, router_app=app.router)

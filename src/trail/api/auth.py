@@ -36,6 +36,8 @@ from trail.api.errors import for_exception
 from trail.errors import Forbidden, RateLimited, RequestTimeout, TooLarge, TrailError, Unauthorized
 
 OPEN: frozenset[str] = frozenset({"/v1/health", "/openapi.json", "/metrics"})
+#: The web console authenticates with its session cookie and records its own requests (trail.console).
+CONSOLE = "/console"
 JSON_BODY_MAX = 1 << 20
 
 
@@ -115,7 +117,7 @@ class AccessMiddleware:
             metrics.API_REQUESTS.labels(scope["method"], template or "unmatched", str(answered)).inc()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, route: Any, template: str | None) -> None:
-        if route is None or template in OPEN:
+        if route is None or template in OPEN or template == CONSOLE:
             await self.app(scope, receive, send)
             return
         method = scope["method"]

@@ -93,6 +93,13 @@ class ApiClient:
                 body[k] = v
         return list(self._json("POST", "/v1/subjects/events", body)["events"])
 
+    def post(self, path: str, body: Any) -> Any:
+        """A JSON request to one of the API's POST endpoints (reports, requests)."""
+        return self._json("POST", path, body)
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
     def gaps(self, producer: str | None) -> list[dict[str, Any]]:
         suffix = "?" + urlencode({"producer": producer}) if producer else ""
         return list(self._call("GET", "/v1/gaps" + suffix)["gaps"])

@@ -15,6 +15,7 @@ from trail.access.principals import same_person
 from trail.api.deps import filters, note, permission, principal, services
 from trail.api.responses import JsonResponse, ok
 from trail.errors import ValidationError
+from trail.service import CSV_COLUMNS, csv_row
 
 router = APIRouter(tags=["events"])
 
@@ -80,27 +81,12 @@ def read_events(
     if actor:
         rows, nxt = svc.backend.page("actor", actor, f, cursor)
     elif subject_ref:
+        n.subject_refs = [subject_ref.lower()]
         rows, nxt = svc.backend.page("subject", subject_ref.lower(), f, cursor)
     else:
         rows, nxt = svc.backend.page("events", None, f, cursor)
     n.rows = len(rows)
     return ok({"events": rows, "next": nxt})
-
-
-CSV_COLUMNS = (
-    "occurred_at", "event_id", "actor_kind", "actor_id", "action", "record_count", "subjects", "data_categories",
-    "purpose", "legal_basis", "source_service", "target_system", "target_dataset", "destination_kind", "outcome",
-    "producer_id", "producer_seq",
-)  # fmt: skip
-
-
-def _csv_row(ev: dict[str, Any]) -> list[Any]:
-    return [
-        ev["occurred_at"], ev["event_id"], ev["actor"]["kind"], ev["actor"]["id"], ev["action"], ev["record_count"],
-        len(ev["subject_refs"]), ";".join(ev["data_categories"]), ev["purpose"], ev["legal_basis"],
-        ev["source"]["service"], ev["target"]["system"], ev["target"].get("dataset", ""),
-        (ev.get("destination") or {}).get("kind", ""), ev["outcome"], ev["producer"]["id"], ev["producer"]["seq"],
-    ]  # fmt: skip
 
 
 @router.get(
@@ -135,7 +121,7 @@ def export_events(
             writer.writerow(CSV_COLUMNS)
             for block in blocks:
                 for ev in block:
-                    writer.writerow(_csv_row(ev))
+                    writer.writerow(csv_row(ev))
                 n.rows += len(block)
                 yield buf.getvalue().encode("utf-8")
                 buf.seek(0)

@@ -13,6 +13,7 @@ from typing import Any
 
 from trail.config import Settings, resolve_bootstrap
 from trail.errors import ConfigError, StoreError, TrailError
+from trail.files import private_umask
 from trail.logging import get_logger
 from trail.wiring import incident_service, run_until_signal
 
@@ -47,6 +48,8 @@ def run_serve(settings: Settings) -> int:
     from trail.incidents.commands import LocalIncidents
     from trail.service import build_api_services
     from trail.storage.store import open_store
+
+    private_umask()
 
     try:
         check_production(settings)

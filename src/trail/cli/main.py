@@ -32,9 +32,11 @@ from trail.cli.common import (
 )
 from trail.cli.detect_commands import alerts_group, rules_group
 from trail.cli.incident_commands import drill_cmd, incidents_group, playbook_group
+from trail.cli.rights_commands import register_rights_commands
 from trail.config import Settings, load_settings
 from trail.errors import ConfigError, UsageError
 from trail.events.model import ACTIONS, DATA_CATEGORIES, DESTINATION_KINDS, parse_timestamp
+from trail.files import private_umask
 from trail.logging import configure
 from trail.service import QueryFilters
 from trail.storage.schema import cluster_ddl, single_server_ddl
@@ -60,6 +62,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
         ctx.obj = load_settings(data_dir=data_dir)
     except ConfigError as exc:
         _fail(str(exc), 2)
+    # The trail's files (data directory, outbox, documents) are its user's alone, whatever the umask.
+    private_umask()
     # Long-running roles log at the configured level; one-shot commands only say what went wrong.
     quiet = ctx.invoked_subcommand not in ("up", "sink") and "TRAIL_LOG_LEVEL" not in os.environ
     configure("warning" if quiet else ctx.obj.log_level, ctx.obj.log_format)
@@ -545,6 +549,7 @@ register_access_commands(cli, retention_group)
 cli.add_command(incidents_group)
 cli.add_command(playbook_group)
 cli.add_command(drill_cmd)
+register_rights_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from trail.detect.alerts import MAX_EVIDENCE, Alert, alert_id_for, rfc3339
-from trail.detect.rules import ARTICLES, RuleSet
+from trail.detect.rules import ARTICLES, NOTICE_JOB, RuleSet
 from trail.events.model import SENSITIVE_CATEGORIES
 
 HOUR: Final = 3600
@@ -109,6 +109,21 @@ class _Clock:
 
     def day_is_weekend(self, local_day: int) -> bool:
         return (local_day + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+
+
+def _is_notice_delivery(ev: Mapping[str, Any]) -> bool:
+    """A delivery of an approved notice batch, as :func:`trail.notices.workflow.send` records it."""
+    attrs = ev.get("attributes")
+    source = ev.get("source")
+    return (
+        ev["action"] == "use"
+        and isinstance(source, dict)
+        and source.get("service") == NOTICE_JOB
+        and isinstance(attrs, dict)
+        and bool(attrs.get("incident"))
+        and bool(attrs.get("batch"))
+        and bool(attrs.get("approved_by"))
+    )
 
 
 def event_time(occurred_at: str, hour_start: int) -> float:
@@ -225,13 +240,14 @@ class Engine:
         cats = ev["data_categories"]
         human = kind in self._human
 
-        exempt = aid in self._approved
+        notice_job = kind == "system" and aid == NOTICE_JOB and _is_notice_delivery(ev)
+        exempt = notice_job or aid in self._approved
         export_ok = not (r.bulk_export.exempt_approved_jobs and exempt)
         if r.bulk_export.enabled and handled and action in self._moving and export_ok:
             self._bulk_export(out, ev, t, ts, aid, kind, n, late)
         if r.bulk_destruction.enabled and handled and action in self._destroy and not exempt:
             self._destruction(out, ev, ts, aid, kind, action, n)
-        if r.volume_anomaly.enabled and not late and t.local_day >= self.seeded_before_day:
+        if r.volume_anomaly.enabled and not late and not notice_job and t.local_day >= self.seeded_before_day:
             self._volume(out, ev, t, aid, actor)
         if r.enumeration.enabled and human and handled and not late and ev["subject_refs"]:
             self._enumeration(out, ev, t, ts, aid, kind)

@@ -40,6 +40,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from trail.errors import ConfigError
 from trail.events.model import ACTOR_KINDS, MOVING_ACTIONS
 
+#: The actor (kind ``system``) and ``source.service`` of trail's own notice deliveries. A
+#: delivery event of a notice batch (``attributes.incident`` and ``attributes.batch`` set), which
+#: trail sends only after a second responder approved the notice, is an approved bulk job: the
+#: rules judge it as they judge ``approved_jobs``, and leave it out of the volume baseline. The
+#: responders who sent and approved it are named in its attributes (``sent_by``, ``approved_by``).
+NOTICE_JOB: Final = "trail-notices"
 SEVERITIES: Final = ("low", "medium", "high", "critical")
 
 MIIT_13_3: Final = "MIIT Order 24 Art. 13(3)"

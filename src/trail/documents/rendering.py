@@ -43,6 +43,7 @@ from trail.documents.kinds import (
     template_name,
 )
 from trail.documents.pdf import html_to_pdf
+from trail.files import FILE_MODE, private_dir
 
 LAYOUT_TEMPLATE: Final = "_layout.html.j2"
 _HTML_LANG: Final = {"zh": "zh-CN", "en": "en"}
@@ -217,13 +218,14 @@ def write_documents(
         for lg in langs
         for ft in fmts
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     written: list[Path] = []
     for filename, text in rendered:
         target = out_dir / filename
         fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=out_dir)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), FILE_MODE)
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())

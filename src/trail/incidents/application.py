@@ -28,6 +28,7 @@ from trail.config import Settings
 from trail.errors import ConfigError, Refused, TrailError
 from trail.errors import Conflict as Conflict
 from trail.errors import NotFound as NotFound
+from trail.files import private_file
 from trail.incidents import evidence as evidence_mod
 from trail.incidents.domain import Incident, incident_ref
 from trail.incidents.grading import clock_state, compute_grade, deadline, human_left
@@ -125,11 +126,10 @@ class IncidentService:
     ) -> None:
         self.playbook = playbook
         self.env = persistence_env(store_url, sqlite_path)
+        db = self.env.get("SQLITE_DBNAME", ":memory:")
+        if db != ":memory:" and "mode=memory" not in db:
+            private_file(db)
         _ensure_schema(self.env)
-        if "SQLITE_DBNAME" in self.env:
-            from pathlib import Path
-
-            Path(self.env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.app = IncidentApp(env=self.env)
         except Exception as exc:  # noqa: BLE001 - persistence errors of either backend

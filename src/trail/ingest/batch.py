@@ -31,6 +31,8 @@ class Batch(Generic[T]):
     first_at: float | None = None
     #: How far the role's write got; it resumes there when called again after a failure.
     stage: int = 0
+    #: A number the role may give the batch (the sink numbers its inserts).
+    number: int = 0
 
     def all(self) -> list[T]:
         return [item for part in self.items.values() for item in part]

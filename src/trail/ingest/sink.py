@@ -104,6 +104,11 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         self.stats = SinkStats()
         self._window: deque[tuple[int, int]] = deque()
         self._writes = TimeLimit("sink")
+        #: Inserts begun (a number per batch, given at its first attempt) and the number of the
+        #: last one handed to the sealer: rows visible in the store belong to an insert numbered
+        #: at most ``inserts_begun``, and are in the sealer's hands once ``inserts_handed`` reaches it.
+        self.inserts_begun = 0
+        self.inserts_handed = 0
         self._last_seal = time.monotonic()
         self._flush_started = 0.0
         self._deadletters: AckedProducer | None = None
@@ -180,6 +185,9 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
             batch.stage = _DEADLETTERED
         if batch.stage < _INSERTED:
             rows = [i for i in items if not isinstance(i, Dead)]
+            if rows and not batch.number:
+                self.inserts_begun += 1
+                batch.number = self.inserts_begun
             try:
                 if rows:
                     started = time.monotonic()
@@ -208,6 +216,7 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
             except (StoreError, WriteTimeout) as exc:
                 # Stored and committed; the sealer finds them again in the store at its next start.
                 log.error("sink.seal_failed", error=str(exc))
+        self.inserts_handed = max(self.inserts_handed, batch.number)
         self.stats.stored += len(rows)
         self.stats.deadlettered += dead
         self.stats.batches += 1
@@ -219,6 +228,11 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
             partitions=len(batch.offsets),
             ms=round((time.monotonic() - self._flush_started) * 1000, 1),
         )
+
+    def handed_to_sealer(self, mark: int) -> bool:
+        """True once every insert begun up to ``mark`` (an earlier ``inserts_begun``) has reached
+        the sealer: what the store showed then will be in the next checkpoint."""
+        return self.inserts_handed >= mark
 
     def _maybe_seal(self, force: bool = False) -> None:
         sealer = self.sealer

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trail.events.model import canonical_bytes
+from trail.files import open_private, private_dir
 from trail.integrity.keys import PublicKey, SigningKey
 
 CHECKPOINT_TYPE = "trail.checkpoint/v1"
@@ -166,9 +167,9 @@ class AppendOnlyLog:
         self.path = path
 
     def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         line = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from trail.config import Settings
 from trail.errors import ConfigError
+from trail.files import open_private, private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def generate() -> SigningKey:
 
 
 def write_keypair(directory: Path, key: SigningKey, *, overwrite: bool = False) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     priv, pub = directory / "checkpoint.key", directory / "checkpoint.pub"
     if priv.exists() and not overwrite:
         raise ConfigError(
@@ -68,10 +69,10 @@ def write_keypair(directory: Path, key: SigningKey, *, overwrite: bool = False) 
     pem = key.key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
-    pub.write_text(key.public.raw_hex + "\n")
+    write_private(pub, (key.public.raw_hex + "\n").encode())
     return priv, pub
 
 

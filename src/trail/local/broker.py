@@ -5,20 +5,30 @@ empty after a restart, which the SDK's spool and the sink's consumer group must 
 Because each start is a new, empty log, each start is also a new cluster: the broker reports
 a fresh cluster id (:attr:`LocalBroker.log_id`), so a consumer that kept offsets elsewhere (the
 detector's checkpoint in the store) can tell they belong to an earlier log.
+
+The broker dies with the process that started it, even a SIGKILLed one: on Linux the child
+asks the kernel for SIGKILL when its parent goes (``PR_SET_PDEATHSIG``). Where that is not
+available, the pid file (``DATA_DIR/broker.pid``) lets the next ``trail up`` on the same data
+directory find a broker left behind and stop it (:func:`kill_stale_broker`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from trail.errors import BrokerError
+from trail.files import open_private, write_private
 from trail.logging import get_logger
 
 log = get_logger("trail.broker")
@@ -44,12 +54,69 @@ def broker_binary() -> str:
         raise BrokerError(f"cannot find the Tansu broker binary: {exc}") from None
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Any:
+    """A ``preexec_fn`` that makes the child get SIGKILL when the parent dies (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def kill_stale_broker(pid_file: Path, timeout: float = 5.0) -> int | None:
+    """Stop the broker an earlier, crashed ``trail up`` left running (named in ``pid_file``).
+
+    Only a process whose command line still carries the recorded cluster id is touched, so a
+    reused pid is never killed. Returns the pid stopped, or None."""
+    try:
+        info = json.loads(pid_file.read_text())
+        pid, log_id = int(info["pid"]), str(info["log_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pid_file.unlink(missing_ok=True)
+        return None
+    if log_id not in _cmdline(pid):
+        pid_file.unlink(missing_ok=True)
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while log_id in _cmdline(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    log.warning("broker.stale_stopped", pid=pid)
+    return pid
+
+
 class LocalBroker:
     """A Tansu broker subprocess. ``with LocalBroker() as b: b.bootstrap``."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None, pid_file: Path | None = None) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.pid_file = pid_file
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
         #: The cluster id of the running broker: new at every start, as its log is.
@@ -65,8 +132,11 @@ class LocalBroker:
 
     def start(self, timeout: float = 20.0) -> LocalBroker:
         binary = broker_binary()
+        if self.pid_file is not None:
+            kill_stale_broker(self.pid_file)
         url = f"tcp://127.0.0.1:{self.port}"
-        self._log_fh = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._log_fh = os.fdopen(open_private(self.log_path, flags), "ab") if self.log_path else None
         out: Any = self._log_fh or subprocess.DEVNULL
         env = {
             k: v
@@ -91,7 +161,11 @@ class LocalBroker:
             stderr=out,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),  # only prctl runs between fork and exec
         )
+        if self.pid_file is not None:
+            record = {"pid": self._proc.pid, "log_id": self.log_id, "port": self.port}
+            write_private(self.pid_file, json.dumps(record).encode())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -117,6 +191,8 @@ class LocalBroker:
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would."""

@@ -19,6 +19,7 @@ from trail import wiring
 from trail.config import Settings, running_server, server_file
 from trail.config import resolve_bootstrap as resolve_bootstrap
 from trail.errors import TrailError
+from trail.files import private_dir, private_umask, write_private
 from trail.incidents.commands import LocalIncidents
 from trail.ingest.sink import Sink
 from trail.local.broker import LocalBroker, ensure_topics
@@ -55,14 +56,15 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        private_umask()  # the stack's own files and those chDB and SQLite create are private
+        private_dir(s.data_dir)
         other = running_server(s)
         if other:
             raise TrailError(f"trail up already runs on {s.data_dir} (pid {other['pid']}); stop it first")
         server_file(s).unlink(missing_ok=True)
         try:
             self.store = wiring.open_trail_store(s)
-            self.broker = LocalBroker(log_path=s.data_dir / "broker.log").start()
+            self.broker = LocalBroker(log_path=s.data_dir / "broker.log", pid_file=s.data_dir / "broker.pid").start()
             ensure_topics(
                 self.bootstrap,
                 {
@@ -171,19 +173,13 @@ class LocalStack:
 
     def _write_server_file(self) -> None:
         path = server_file(self.settings)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"api": self.api_url, "kafka": self.bootstrap, "pid": os.getpid()}))
-        os.replace(tmp, path)
+        write_private(path, json.dumps({"api": self.api_url, "kafka": self.bootstrap, "pid": os.getpid()}).encode())
 
     def wait_stored(self, count: int, timeout: float = 60.0) -> int:
-        """Wait until the store holds at least ``count`` distinct events; returns the count."""
+        """Wait until the store holds at least ``count`` distinct events and the sink has handed
+        them to the sealer (so a seal now covers them); returns the count."""
         assert self.store is not None
-        deadline = time.monotonic() + timeout
-        n = self.store.count_events()
-        while n < count and time.monotonic() < deadline:
-            time.sleep(0.2)
-            n = self.store.count_events()
-        return n
+        return wait_stored(self.store, self.sink, count, timeout)
 
     def stop(self) -> None:
         """Flush and stop, in order: API, SDK client, sink (flush + commit), broker, store."""
@@ -217,6 +213,22 @@ class LocalStack:
             self.store.close()
             self.store = None
         log.info("stack.stopped", data_dir=str(self.settings.data_dir))
+
+
+def wait_stored(store: Store, sink: Sink | None, count: int, timeout: float = 60.0) -> int:
+    """Wait until ``store`` holds at least ``count`` distinct events and ``sink`` has handed every
+    insert the store showed to its sealer; returns the count. Rows become visible when the insert
+    returns, a moment before the sink tells the sealer: a seal in between would leave them out."""
+    deadline = time.monotonic() + timeout
+    n = store.count_events()
+    while n < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        n = store.count_events()
+    if sink is not None:
+        mark = sink.inserts_begun  # read after the rows were seen: their insert is at most this one
+        while not sink.handed_to_sealer(mark) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return n
 
 
 def ensure_local_token(access: Any, settings: Settings) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from trail.config import mask_url
+from trail.files import open_private, private_dir
 from trail.notices.errors import ChannelError, DeliveryFailed, NoticeSpecError
 from trail.notices.mail import build_email, email_bytes
 from trail.notices.model import LANGUAGES, OutgoingNotice
@@ -89,10 +90,10 @@ class OutboxChannel:
         data = email_bytes(message, self.sender, internal_headers=True)
         try:
             if message.incident_id not in self._made:
-                folder.mkdir(parents=True, exist_ok=True)
+                private_dir(folder)
                 self._made.add(message.incident_id)
             tmp = folder / f".{message.notice_id}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as fh:
+            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as fh:
                 fh.write(data)
                 if self.fsync:
                     fh.flush()

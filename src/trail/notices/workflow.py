@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from trail.config import Settings
+from trail.detect.rules import NOTICE_JOB
 from trail.documents.plaintext import markdown_to_text
 from trail.documents.rendering import render, write_documents
 from trail.errors import ConfigError
@@ -42,7 +43,7 @@ from trail.storage.writer import store_writer
 
 log = get_logger("trail.notify")
 #: The ``source.service`` and ``target.system`` of the delivery audit events.
-NOTICE_SYSTEM = "trail-notices"
+NOTICE_SYSTEM = NOTICE_JOB
 _SUBJECTS = {"zh": "个人信息安全事件告知书", "en": "Notice of a personal information security incident"}
 
 
@@ -198,6 +199,7 @@ def send(
     ctx = document_context(view, load_playbook(settings.playbook), settings.timezone)
     client = audit_client(settings, backend, bootstrap)
     categories = ["email"] if channel.name.startswith("smtp") or channel.name == "outbox" else ["phone"]
+    approved_by = str(view["notices"]["approved"]["by"])
 
     audit_events = 0
 
@@ -206,7 +208,9 @@ def send(
         audit_events += 1
         client.record_pseudonymised(
             subject_refs=[r.subject_ref],
-            actor={"kind": "staff", "id": by},
+            # trail's approved bulk job (see trail.detect.rules.NOTICE_JOB), not the responder's own
+            # handling: the responders are named in the attributes.
+            actor={"kind": "system", "id": NOTICE_SYSTEM},
             action="use",
             data_categories=categories,
             purpose=f"notice to the individual of incident {inc_ref} (PIPL Art. 57)",
@@ -220,6 +224,8 @@ def send(
                 "channel": r.channel,
                 "delivery": r.status,
                 "attempt": str(r.attempt),
+                "sent_by": by,
+                "approved_by": approved_by,
             },
         )
 

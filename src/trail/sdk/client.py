@@ -34,6 +34,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack
 
 from trail.errors import ClientClosedError, SpoolFullError, TransportUnavailable, ValidationError
 from trail.events.model import _HEX64, EventFields, canonical_bytes, new_event_id, validate_input
+from trail.files import open_private, private_dir
 from trail.logging import get_logger
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.spool import Spool, find_orphans
@@ -111,7 +112,7 @@ class Client:
         self.stats = ClientStats()
 
         # Spool (the worker's) and overflow journal (callers', under _order_lock).
-        spool_root = Path(spool_dir)
+        spool_root = private_dir(spool_dir)
         own = spool_root / _safe_dirname(self.producer_id)
         self._spool = Spool(own, spool_max_bytes)
         self._spool_root = spool_root
@@ -198,7 +199,8 @@ class Client:
                     "for long: restore it or raise TRAIL_SPOOL_MAX_BYTES"
                 )
             if self._overflow_fh is None:
-                self._overflow_fh = open(self._overflow_path, "ab")  # noqa: SIM115
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                self._overflow_fh = os.fdopen(open_private(self._overflow_path, flags), "ab")
             self._overflow_fh.write(line)
             self._overflow_fh.flush()
             self.stats.overflowed += 1

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trail.errors import SpoolFullError
+from trail.files import open_private, private_dir
 
 SEGMENT_BYTES = 8 << 20
 
@@ -33,8 +34,9 @@ class Spool:
         self.dir = directory
         self.max_bytes = max_bytes
         self.fsync = fsync
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = open(directory / "LOCK", "a+")  # noqa: SIM115  # held for the client's life
+        private_dir(directory)
+        # held for the client's life
+        self._lock_fh = os.fdopen(open_private(directory / "LOCK", os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -73,7 +75,7 @@ class Spool:
             path = self.dir / f"seg-{number:08d}.log"
         else:
             path = segs[-1]
-        with open(path, "ab") as fh:
+        with os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as fh:
             fh.write(data)
             fh.flush()
             if self.fsync:

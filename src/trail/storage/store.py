@@ -341,7 +341,6 @@ class Store:
         until: datetime | None = None,
         action: str | None = None,
         category: str | None = None,
-        destination: str | None = None,
         actor_id: str | None = None,
         subject_ref: str | None = None,
         limit: int = 100,
@@ -349,11 +348,20 @@ class Store:
         after: tuple[datetime, str] | None = None,
         service: str | None = None,
         exclude_service: str | None = None,
+        system: str | None = None,
+        outcome: str | None = None,
+        destination: str | None = None,
     ) -> list[dict[str, Any]]:
         """Events matching the filters, oldest first (``after``: keyset paging on
-        ``(occurred_at, event_id)``; ``service``/``exclude_service``: by ``source.service``)."""
+        ``(occurred_at, event_id)``; ``service``/``exclude_service``: by ``source.service``;
+        ``system``, ``outcome``, ``destination``: the target system, the outcome, the
+        destination's kind)."""
         where = ["1"]
         params: dict[str, Any] = {"limit": int(limit)}
+        for column, value in (("target_system", system), ("outcome", outcome), ("destination_kind", destination)):
+            if value:
+                where.append(f"{column} = {{{column}:String}}")
+                params[column] = value
         if after is not None:
             where.append("(occurred_at, event_id) > ({after_at:DateTime64(6, 'UTC')}, {after_id:UUID})")
             params["after_at"], params["after_id"] = after
@@ -381,9 +389,6 @@ class Store:
             for op, name, value in ((">=", "since", since), ("<", "until", until))
             if value is not None
         )
-        if destination:
-            where.append("destination_kind = {destination:String}")
-            params["destination"] = destination
         if actor_id:
             where.append("actor_id = {actor:String}")
             where.append(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trail.files import private_file
 from trail.notices.errors import BatchBusy, LedgerError, NoticeError
 from trail.notices.ledger.backend import DDL, LedgerBackend
 from trail.notices.ledger.postgres import PostgresBackend
@@ -81,7 +82,7 @@ class NoticeLedger:
     def sqlite(cls, path: Path | str) -> NoticeLedger:
         """Tables ``notice_*`` in an SQLite file (shared with other tables, e.g. ``DATA_DIR/incidents.db``)."""
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
         return cls(SqliteBackend(path))
 
     @classmethod
