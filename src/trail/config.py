@@ -16,6 +16,8 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_SUBJECT_KEY_FILE | file holding that key | unset |
 | TRAIL_SPOOL_DIR | SDK on-disk spool | DATA_DIR/spool |
 | TRAIL_SPOOL_MAX_BYTES | bound of the SDK spool | 1 GiB |
+| TRAIL_MAX_CLOCK_SKEW | how far ``occurred_at`` may be ahead of the host clock (seconds, ``10m``, ``1h``) | 10m |
+| TRAIL_REFUSE_PERSONAL_DATA | refuse ``attributes`` values and ``consent_ref`` that look like personal data | true |
 | TRAIL_SINK_BATCH_SIZE | sink flushes at this many rows ... | 20000 |
 | TRAIL_SINK_BATCH_SECONDS | ... or after this many seconds | 1.0 |
 | TRAIL_SINK_MAX_DEADLETTER_RATIO | crash if a batch dead-letters more than this share | 0.5 |
@@ -89,6 +91,8 @@ class Settings:
     subject_key: str | None = field(default=None, repr=False)
     spool_dir: Path | None = None
     spool_max_bytes: int = 1 << 30
+    max_clock_skew: float = 600.0  # seconds
+    refuse_personal_data: bool = True
     sink_batch_size: int = 20_000
     sink_batch_seconds: float = 1.0
     sink_max_deadletter_ratio: float = 0.5
@@ -235,6 +239,11 @@ _FLOAT = {
     "console_session_max",
     "sql_timeout",
 }
+_BOOL = {"refuse_personal_data"}
+_DURATION = {"max_clock_skew"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_UNITS = {"s": 1, "m": 60, "h": 3600}
 _PATH = {
     "data_dir",
     "retention_policy",
@@ -265,9 +274,32 @@ def _coerce(name: str, value: Any, var: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{var}: must be a number") from None
+    if name in _BOOL:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{var}: must be true or false")
+    if name in _DURATION:
+        return _duration(value, var)
     if name in _PATH:
         return Path(str(value)).expanduser()
     return str(value)
+
+
+def _duration(value: Any, var: str) -> float:
+    """Seconds from ``600``, ``600s``, ``10m`` or ``1h``."""
+    text = str(value).strip().lower()
+    factor = _UNITS.get(text[-1:])
+    number = text[:-1] if factor else text
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise ConfigError(f"{var}: a duration in seconds, or like 10m or 1h") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{var}: must be 0 or more")
+    return seconds
 
 
 def load_settings(

@@ -17,12 +17,14 @@ from typing import Any
 
 from trail.config import Settings
 from trail.errors import SpoolFullError, ValidationError
+from trail.events.intake import parse_line
 from trail.events.model import parse_timestamp
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof
 from trail.integrity.sealer import make_sealer
 from trail.integrity.verify import Verifier
+from trail.sdk import policy_for
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
 from trail.storage.store import Gap, Store, open_store
@@ -63,19 +65,12 @@ def emit_lines(
     for number, line in enumerate(lines, start=1):
         if progress is not None:
             progress(number)
-        text = line.strip() if isinstance(line, str) else line.strip().decode("utf-8", "replace")
-        if not text:
-            continue
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            _reject(result, number, f"not valid JSON (column {exc.colno})")
+            raw = parse_line(line)
+        except ValidationError as exc:
+            _reject(result, number, str(exc))
             continue
-        except RecursionError:
-            _reject(result, number, "JSON nested too deeply")
-            continue
-        if not isinstance(raw, dict):
-            _reject(result, number, f"an audit event must be a JSON object, got {type(raw).__name__}")
+        if raw is None:
             continue
         try:
             if check is not None:
@@ -340,6 +335,7 @@ def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBacke
         spool_dir=settings.effective_spool_dir,
         spool_max_bytes=settings.spool_max_bytes,
         environment=settings.mode,
+        policy=policy_for(settings),
     )
     return StoreBackend(store, client, settings=settings, seal=_direct_sealer(settings, store))
 
@@ -410,6 +406,7 @@ def build_api_services(
             spool_dir=settings.effective_spool_dir,
             spool_max_bytes=settings.spool_max_bytes,
             environment=settings.mode,
+            policy=policy_for(settings),
         )
 
     access = access or open_access_store(settings)

@@ -84,7 +84,7 @@ def detector_config(settings: Settings, bootstrap: str, **overrides: Any) -> Det
         topic=settings.topic("events"),
         alerts_topic=settings.topic("alerts"),
         group_id=f"{settings.namespace}trail-detector",
-        **overrides,
+        **{"max_clock_skew_s": settings.max_clock_skew, **overrides},
     )
 
 

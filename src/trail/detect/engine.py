@@ -34,6 +34,16 @@ set of ids ever published, which is what prevents republishing after a restart.
 
 State (:meth:`Engine.state`/:meth:`Engine.from_state`) is plain JSON-able data so the
 consumer can checkpoint it.
+
+**Ingestion time bounds event time.** The consumer passes each event's ingestion time (when
+the broker took the record, never later than the detector's own clock). An event whose
+``occurred_at`` is more than ``max_skew_s`` ahead of it (a forged record, a producer with a
+wild clock) is *judged at its ingestion time*: every rule still sees it, but it cannot push the
+watermark into the future, which would make everyone else's events late (a stall of the
+windowed rules) and evict open windows (a skip). Other events advance the watermark by at
+most their ingestion time, so a producer whose clock runs a few minutes ahead does not make
+the others late either. Without an ingestion time (a replay from the store) event time alone
+counts, as before.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from typing import Any, Final
 
 from trail.detect.alerts import MAX_EVIDENCE, Alert, alert_id_for, rfc3339
 from trail.detect.rules import ARTICLES, NOTICE_JOB, RuleSet
-from trail.events.model import SENSITIVE_CATEGORIES
+from trail.events.model import DEFAULT_MAX_CLOCK_SKEW_S, SENSITIVE_CATEGORIES, format_timestamp
 
 HOUR: Final = 3600
 DAY: Final = 86400
@@ -58,6 +68,8 @@ STATE_VERSION: Final = 1
 class EngineStats:
     events: int = 0
     late: int = 0
+    #: Events judged at their ingestion time because their occurred_at was too far ahead of it.
+    wild: int = 0
     alerts: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
@@ -170,8 +182,11 @@ class _Windows:
 class Engine:
     """Evaluates every enabled rule on each event; returns the alerts that fired."""
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, *, max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S) -> None:
         self.rules = rules
+        self.max_skew_s = max_skew_s
+        self._skew_second = -1
+        self._skew_limit = ""
         self.clock = _Clock(rules)
         self.stats = EngineStats()
         self.max_ts = 0.0
@@ -214,15 +229,27 @@ class Engine:
             out.extend(self.feed(ev))
         return out
 
-    def feed(self, ev: Mapping[str, Any]) -> list[Alert]:
-        """Evaluate one validated wire event; returns the alerts it made fire (usually none)."""
+    def feed(self, ev: Mapping[str, Any], ingested: float | None = None) -> list[Alert]:
+        """Evaluate one validated wire event; returns the alerts it made fire (usually none).
+
+        ``ingested``: epoch seconds the event reached the broker (see the module docstring)."""
         occurred = ev["occurred_at"]
+        if ingested is not None:
+            second = int(ingested)
+            if second != self._skew_second:  # the latest acceptable occurred_at, once per second
+                self._skew_second = second
+                self._skew_limit = format_timestamp(datetime.fromtimestamp(second + 1 + self.max_skew_s, UTC))
+            if occurred > self._skew_limit:
+                occurred = format_timestamp(datetime.fromtimestamp(ingested, UTC))
+                ev = {**ev, "occurred_at": occurred}
+                self.stats.wild += 1
         t = self.clock.hour(occurred)
         ts = event_time(occurred, t.hour_start)
         self.stats.events += 1
-        if ts > self.max_ts:
-            self.max_ts = ts
-            self.watermark = ts - self.rules.lateness_s
+        advance = ts if ingested is None else min(ts, ingested)
+        if advance > self.max_ts:
+            self.max_ts = advance
+            self.watermark = advance - self.rules.lateness_s
             if self.watermark >= self._next_evict:
                 self._evict()
         late = ts < self.watermark
@@ -730,8 +757,10 @@ class Engine:
         }
 
     @classmethod
-    def from_state(cls, rules: RuleSet, state: Mapping[str, Any]) -> Engine:
-        eng = cls(rules)
+    def from_state(
+        cls, rules: RuleSet, state: Mapping[str, Any], *, max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    ) -> Engine:
+        eng = cls(rules, max_skew_s=max_skew_s)
         if state.get("version") != STATE_VERSION:
             return eng
         eng.max_ts = float(state["max_ts"])

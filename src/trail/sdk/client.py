@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Unpack
 
 from trail.errors import ClientClosedError, SpoolFullError, TransportUnavailable, ValidationError
-from trail.events.model import _HEX64, EventFields, canonical_bytes, new_event_id, validate_input
+from trail.events.model import (
+    _HEX64,
+    DEFAULT_POLICY,
+    MAX_EVENT_BYTES,
+    EventFields,
+    Policy,
+    canonical_bytes,
+    new_event_id,
+    validate_input,
+)
 from trail.files import open_private, private_dir
 from trail.logging import get_logger
 from trail.sdk.pseudonymise import Pseudonymiser
@@ -57,6 +66,9 @@ class ClientStats:
     replayed: int = 0
     overflowed: int = 0
     transport_failures: int = 0
+    #: Events ``record`` accepted that the worker could not send (an acceptance-rule gap: logged
+    #: as an internal error, each alone; the others of its batch are sent).
+    refused: int = 0
     last_error: str | None = None
 
 
@@ -95,8 +107,10 @@ class Client:
         linger_s: float = 0.005,
         retry_interval_s: float = 1.0,
         defaults: Mapping[str, Any] | None = None,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
         self.service = service
+        self.policy = policy
         self.host = host or socket.gethostname()
         self.source = {"service": service, "host": self.host, "environment": environment}
         self.location = dict(location or {})
@@ -151,7 +165,7 @@ class Client:
             raw["source"] = self.source
         if "location" not in raw and self.location:
             raw["location"] = self.location
-        ev = validate_input(raw)
+        ev = validate_input(raw, self.policy, producer_id=self.producer_id)
         ids = ev.pop("subject_ids")
         ev["subject_refs"] = self._pseudo.refs(ids) if ids else []
         self._enqueue(ev)
@@ -171,7 +185,7 @@ class Client:
             fields["source"] = self.source
         if "location" not in fields and self.location:
             fields["location"] = self.location
-        ev = validate_input(fields)
+        ev = validate_input(fields, self.policy, producer_id=self.producer_id, extra_refs=len(subject_refs))
         ev.pop("subject_ids", None)
         ev["subject_refs"] = list(subject_refs)
         self._enqueue(ev)
@@ -224,7 +238,7 @@ class Client:
         op = Operation(fields=dict(fields))
         probe = {**self.defaults, **op.fields}
         probe.setdefault("source", self.source)
-        validate_input(probe)  # fail before the handler runs, not after
+        validate_input(probe, self.policy)  # fail before the handler runs, not after
         outcome = "success"
         try:
             yield op
@@ -359,18 +373,39 @@ class Client:
                 return
 
     def _encode(self, batch: list[dict[str, Any]]) -> list[bytes]:
+        """Sequence, hash and encode; an event that cannot be sent is set aside alone and takes
+        no sequence number, so it neither drops its batch nor leaves a gap in the chain."""
         out: list[bytes] = []
         pid = self.producer_id
         for ev in batch:
-            self._seq += 1
-            ev["producer"] = {"id": pid, "seq": self._seq, "prev": self._prev}
-            body = canonical_bytes(ev)
+            seq = self._seq + 1
+            ev["producer"] = {"id": pid, "seq": seq, "prev": self._prev}
+            try:
+                body = canonical_bytes(ev)
+            except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+                self._refuse(ev, f"cannot be encoded ({type(exc).__name__})")
+                continue
             digest = sha256(body).hexdigest()
+            value = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}'
+            if len(value) > MAX_EVENT_BYTES:
+                self._refuse(ev, f"is {len(value)} bytes on the wire, over the {MAX_EVENT_BYTES} byte limit")
+                continue
+            self._seq = seq
             self._prev = digest
-            out.append(body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}')
+            out.append(value)
         return out
 
+    def _refuse(self, ev: dict[str, Any], reason: str) -> None:
+        ev.pop("producer", None)
+        self.stats.refused += 1
+        self.stats.last_error = f"event refused by the worker: {reason}"
+        log.error(
+            "sdk.event_refused", producer=self.producer_id, event_id=ev.get("event_id"), reason=reason, internal=True
+        )
+
     def _ship(self, values: list[bytes]) -> None:
+        if not values:
+            return
         if not self._broker_down and self._spool.is_empty():
             try:
                 self._transport.send(self._key, values)
@@ -378,6 +413,9 @@ class Client:
                 return
             except TransportUnavailable as exc:
                 self._mark_down(str(exc))
+            except Exception as exc:  # noqa: BLE001  # a failing transport must not lose the batch: spool it
+                log.error("sdk.transport_failed", producer=self.producer_id, error=type(exc).__name__, internal=True)
+                self._mark_down(f"transport failed: {type(exc).__name__}")
         self._spool.append(self._key, values)
         self.stats.spooled += len(values)
 

@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -259,10 +259,35 @@ class Store:
         with self._lock:
             try:
                 result = self._client.query(sql.replace("{db}", self.db), parameters=parameters)
+                rows = result.result_rows  # converted here, lazily: a conversion error surfaces now
+            except (ValueError, OverflowError):
+                # A stored time the driver cannot turn into a datetime (one wild row, e.g. the last
+                # microsecond of year 9999): read the times as integers and convert them here.
+                return self._query_exact_times(sql, parameters)
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"store query failed: {_short(exc)}") from None
             names = result.column_names
-            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+            return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def _query_exact_times(self, sql: str, parameters: dict[str, Any] | None) -> list[dict[str, Any]]:
+        try:
+            result = self._client.query(
+                sql.replace("{db}", self.db),
+                parameters=parameters,
+                query_formats={"DateTime64": "int", "DateTime": "int", "Date": "int", "Date32": "int"},
+            )
+            rows = result.result_rows
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"store query failed: {_short(exc)}") from None
+        names = result.column_names
+        converters = [_exact_time(t.name) for t in result.column_types]
+        return [
+            {
+                n: (conv(v) if conv is not None and isinstance(v, int) else v)
+                for n, conv, v in zip(names, converters, row, strict=True)
+            }
+            for row in rows
+        ]
 
     def stream_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> Iterator[list[tuple[Any, ...]]]:
         """Blocks of row tuples, for reads too large to hold at once (holds the store lock)."""
@@ -472,6 +497,32 @@ class Store:
             "max(producer_seq) AS last_seq, min(occurred_at) AS first_at, max(occurred_at) AS last_at "
             "FROM {db}.events FINAL GROUP BY producer_id ORDER BY producer_id"
         )
+
+
+_EPOCH = datetime(1970, 1, 1)
+_DT64 = re.compile(r"DateTime64\((\d+)")
+
+
+def _exact_time(type_name: str) -> Any:
+    """A converter of a time column read as integers to naive UTC datetimes (as the driver
+    gives them), exact to the microsecond and clamped to what Python can hold; None for others."""
+    base = type_name.removeprefix("Nullable(").removeprefix("LowCardinality(")
+    m = _DT64.match(base)
+    if m is not None:
+        per_us = 10 ** int(m.group(1)) / 1_000_000
+        return lambda ticks: _clamped(int(ticks / per_us) if per_us != 1 else ticks)
+    if base.startswith("DateTime"):
+        return lambda seconds: _clamped(seconds * 1_000_000)
+    if base.startswith("Date"):
+        return lambda days: _clamped(days * 86_400_000_000).date()
+    return None
+
+
+def _clamped(micros: int) -> datetime:
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return datetime.max if micros > 0 else datetime.min
 
 
 def open_store(dsn: str, database: str = "trail", *, migrate: bool = True) -> Store:
