@@ -195,8 +195,8 @@ def test_the_command_line_on_the_data_directory(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     old = (datetime.now(UTC) - timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     f = tmp_path / "e.jsonl"
-    f.write_text(json.dumps(event(1, action="collect", occurred_at=old, target={"system": "crm", "dataset": "customers"}))
-                 + "\n")  # fmt: skip
+    collected = event(1, action="collect", occurred_at=old, target={"system": "crm", "dataset": "customers"})
+    f.write_text(json.dumps(collected) + "\n")
     assert subprocess.run([TRAIL, "emit", "--file", str(f), *data], env=env, capture_output=True).returncode == 0
     res = subprocess.run([TRAIL, "retention", "plan", *data], env=env, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr
