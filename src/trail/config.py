@@ -12,6 +12,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_KAFKA_BOOTSTRAP | ``host:port[,host:port]``; unset = the local stack's broker | unset |
 | TRAIL_CLICKHOUSE_DSN | ``http://user:pass@host:8123`` or ``chdb:///path``; unset = chDB in the data dir | unset |
 | TRAIL_CLICKHOUSE_DATABASE | database holding trail's tables | trail |
+| TRAIL_CLICKHOUSE_CLUSTER | ClickHouse cluster the tables are sharded over (``trail store ddl --cluster``) | unset |
 | TRAIL_SUBJECT_KEY | key for subject pseudonymisation (≥ 32 characters) | required in production |
 | TRAIL_SUBJECT_KEY_FILE | file holding that key | unset |
 | TRAIL_SPOOL_DIR | SDK on-disk spool | DATA_DIR/spool |
@@ -28,6 +29,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_APPROVED_JOBS | actor ids of approved bulk jobs (comma-separated) | empty |
 | TRAIL_DETECTOR_CHECKPOINT_SECONDS | how often the detector checkpoints its window state | 300 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
+| TRAIL_METRICS_HOST / TRAIL_METRICS_PORT | Prometheus ``/metrics`` of a role without an API (0: off) | 127.0.0.1 / 0 |
 | TRAIL_INCIDENT_STORE | ``postgresql://user:pass@host:port/db?schema=trail``; unset = SQLite in the data dir | unset |
 | TRAIL_PLAYBOOK | the graded emergency plan (YAML) | the default shipped in trail.incidents.playbooks |
 | TRAIL_CONTACT_RESOLVER | ``module:attr``, ``entrypoint:NAME`` or ``command:PROGRAM ARGS`` | unset |
@@ -61,6 +63,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import tomllib
@@ -88,6 +91,7 @@ class Settings:
     kafka_bootstrap: str | None = None
     clickhouse_dsn: str | None = None
     clickhouse_database: str = "trail"
+    clickhouse_cluster: str | None = None
     subject_key: str | None = field(default=None, repr=False)
     spool_dir: Path | None = None
     spool_max_bytes: int = 1 << 30
@@ -104,6 +108,8 @@ class Settings:
     detector_checkpoint_seconds: float = 300.0
     api_host: str = "127.0.0.1"
     api_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     incident_store: str | None = field(default=None, repr=False)
     playbook: Path | None = None
     contact_resolver: str | None = None
@@ -132,6 +138,8 @@ class Settings:
     report_staff_ids: str = "no"
     #: Deadlines of subject requests in working days, per kind: "deletion=10,access=15" (default 15 each).
     request_deadlines: str = ""
+    #: YAML of retention classes and declared dataset retention (trail.access.retention_classes).
+    retention_policy: Path | None = None
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -216,6 +224,7 @@ _INT = {
     "spool_max_bytes",
     "sink_batch_size",
     "api_port",
+    "metrics_port",
     "api_max_body_bytes",
     "api_max_connections",
     "api_worker_threads",
@@ -244,6 +253,7 @@ _FALSE = ("0", "false", "no", "off")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _PATH = {
     "data_dir",
+    "retention_policy",
     "spool_dir",
     "checkpoint_key_file",
     "rules_file",
@@ -356,6 +366,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_NAMESPACE: letters, digits, '.', '_' and '-' only")
     if s.clickhouse_dsn and not s.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
         raise ConfigError("TRAIL_CLICKHOUSE_DSN: must start with chdb://, http:// or https://")
+    if s.clickhouse_cluster is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", s.clickhouse_cluster):
+            raise ConfigError(
+                "TRAIL_CLICKHOUSE_CLUSTER: a cluster name from the server's remote_servers (letters, digits, _)"
+            )
+        if s.store_dsn.startswith("chdb://"):
+            raise ConfigError("TRAIL_CLICKHOUSE_CLUSTER needs TRAIL_CLICKHOUSE_DSN of a ClickHouse server, not chDB")
     if s.log_format not in ("auto", "json", "console"):
         raise ConfigError("TRAIL_LOG_FORMAT: must be auto, json or console")
     if s.log_level not in ("debug", "info", "warning", "error"):
@@ -383,6 +400,8 @@ def _validate(s: Settings) -> None:
         )
     _validate_api(s)
     _validate_kafka_security(s)
+    if s.retention_policy is not None and not s.retention_policy.is_file():
+        raise ConfigError(f"TRAIL_RETENTION_POLICY: no file at {s.retention_policy}")
     if s.report_staff_ids not in ("yes", "no"):
         raise ConfigError("TRAIL_REPORT_STAFF_IDS: yes or no (whether subject reports name staff by id)")
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]

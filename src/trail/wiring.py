@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import signal
 import threading
+import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from trail import metrics
 from trail.config import Settings, kafka_options, resolve_bootstrap
 from trail.detect.alert_sink import AlertSink, AlertSinkConfig
 from trail.detect.consumer import Detector, DetectorConfig
@@ -46,7 +49,7 @@ log = get_logger("trail.roles")
 # ---------------------------------------------------------------- building
 def open_trail_store(settings: Settings) -> Store:
     """The trail's store (ClickHouse server or the data directory's chDB), migrated."""
-    return open_store(settings.store_dsn, settings.clickhouse_database)
+    return open_store(settings.store_dsn, settings.clickhouse_database, cluster=settings.clickhouse_cluster)
 
 
 def _secured(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +243,42 @@ def run_until_signal(worker: Any, role: str, *, errors: ErrorMap, cleanup: Calla
         cleanup()
 
 
+def serve_metrics(settings: Settings, role: str) -> None:
+    """Serve the process's Prometheus metrics when ``TRAIL_METRICS_PORT`` is set."""
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info(f"{role}.metrics", host=settings.metrics_host, port=settings.metrics_port)
+
+
+def watch_incidents(service: IncidentService) -> Callable[[], None]:
+    """Open incidents by grade and overdue obligations, read from ``service`` at each scrape
+    (held weakly: a service shut down and dropped stops reporting). Returns the removal."""
+    ref = weakref.ref(service)
+
+    def views() -> list[dict[str, Any]]:
+        svc = ref()
+        return [svc.view(i) for i in svc.ids()] if svc is not None else []
+
+    def open_by_grade() -> list[tuple[tuple[str, ...], float]]:
+        grades = Counter((v["grade"] or {}).get("level", "-") for v in views() if v["status"] != "closed")
+        return [((g,), float(n)) for g, n in sorted(grades.items())]
+
+    def overdue() -> list[tuple[tuple[str, ...], float]]:
+        late = Counter(o["id"] for v in views() for o in v["obligations"] if o["state"] == "overdue")
+        return [((k,), float(n)) for k, n in sorted(late.items())]
+
+    removals = [
+        metrics.watch("trail_incidents_open", open_by_grade),
+        metrics.watch("trail_obligations_overdue", overdue),
+    ]
+
+    def unwatch() -> None:
+        for remove in removals:
+            remove()
+
+    return unwatch
+
+
 def _configured(role: str, build: Callable[[], int]) -> int:
     private_umask()  # a long-running role: whatever it or its libraries write is private
     try:
@@ -253,6 +292,7 @@ def run_sink(settings: Settings) -> int:
     """``consumers/sink.py``: the sink alone (consumer group ``<ns>trail-sink``)."""
 
     def run() -> int:
+        serve_metrics(settings, "sink")
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         sink = build_sink(settings, store, bootstrap)
@@ -274,6 +314,7 @@ def run_detector(settings: Settings) -> int:
     """``consumers/detector.py``: the detector alone (consumer group ``<ns>trail-detector``)."""
 
     def run() -> int:
+        serve_metrics(settings, "detector")
         rules = rules_from_settings(settings)
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
@@ -292,6 +333,7 @@ def run_alert_sink(settings: Settings) -> int:
     """``consumers/alert_sink.py``: trail.alerts → alerts table (group ``<ns>trail-alert-sink``)."""
 
     def run() -> int:
+        serve_metrics(settings, "alert_sink")
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         worker = AlertSink(alert_sink_config(settings, bootstrap), store)
@@ -309,6 +351,7 @@ def run_trigger(settings: Settings) -> int:
     """``consumers/incident_trigger.py``: alerts → incidents (group ``<ns>trail-incident-trigger``)."""
 
     def run() -> int:
+        serve_metrics(settings, "trigger")
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         try:
@@ -317,8 +360,10 @@ def run_trigger(settings: Settings) -> int:
             store.close()
             raise
         trigger = build_trigger(settings, service, store, bootstrap)
+        unwatch = watch_incidents(service)
 
         def cleanup() -> None:
+            unwatch()
             service.shutdown()
             store.close()
 

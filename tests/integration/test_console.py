@@ -63,9 +63,7 @@ def login(api: Api, who: str, c: TestClient | None = None) -> TestClient:
     c = c or browser(api)
     page = c.get("/console/login")
     assert page.status_code == 200
-    res = c.post(
-        "/console/login", data={"csrf": csrf_of(page.text), "token": api.tokens[who]}, follow_redirects=False
-    )
+    res = c.post("/console/login", data={"csrf": csrf_of(page.text), "token": api.tokens[who]}, follow_redirects=False)
     assert res.status_code == 303, res.text
     return c
 

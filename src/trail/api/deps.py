@@ -52,7 +52,14 @@ def permission(name: str, **extra: Any) -> dict[str, Any]:
     return {"x-permission": name, **extra}
 
 
-def filters(since: str | None, until: str | None, action: str | None, category: str | None, limit: int) -> QueryFilters:
+def filters(
+    since: str | None,
+    until: str | None,
+    action: str | None,
+    category: str | None,
+    limit: int,
+    destination: str | None = None,
+) -> QueryFilters:
     if limit < 1 or limit > 1_000_000:
         raise ValidationError("limit", "must be a whole number from 1 to 1000000")
     return QueryFilters(
@@ -61,4 +68,5 @@ def filters(since: str | None, until: str | None, action: str | None, category: 
         action=action or None,
         category=category or None,
         limit=limit,
+        destination=destination or None,
     )

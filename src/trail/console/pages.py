@@ -257,8 +257,9 @@ def actor(request: Request) -> Response:
 
 
 def volume_chart(rows: list[dict[str, Any]], since: datetime, until: datetime, zone: str) -> dict[str, Any]:
-    """Records per hour over the period, against the actor's usual level (the median of its
-    active hours), as the numbers of an inline SVG bar chart."""
+    """Records per hour over the period against the actor's usual level (its average per hour
+    over the period), as the numbers of an inline SVG bar chart; hours over three times the usual
+    level are marked."""
     hours = max(1, int((until - since).total_seconds() // 3600) + 1)
     buckets = [0] * hours
     start = since.replace(minute=0, second=0, microsecond=0)
@@ -267,8 +268,7 @@ def volume_chart(rows: list[dict[str, Any]], since: datetime, until: datetime, z
         i = int((at - start).total_seconds() // 3600)
         if 0 <= i < hours:
             buckets[i] += int(r.get("record_count", 0))
-    active = sorted(b for b in buckets if b > 0)
-    usual = active[len(active) // 2] if active else 0
+    usual = round(sum(buckets) / hours, 1)
     peak = max([*buckets, usual, 1])
     width, height = 720, 180
     bw = width / hours
@@ -381,7 +381,7 @@ def integrity(request: Request) -> Response:
     svc = services(request)
     cps = svc.backend.checkpoints(50)
     v.note.rows = len(cps)
-    last = request.app.state.__dict__.get("last_verification")
+    last = getattr(request.app.state, "last_verification", None)
     return render(request, "integrity.html", checkpoints=cps[::-1], last=last)
 
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trail import metrics
 from trail.detect.alerts import Alert, rfc3339
 from trail.detect.engine import Engine, event_ts
 from trail.detect.rules import RuleSet
@@ -478,6 +479,7 @@ class Detector(Step):
             raise PublishError(f"{self.cfg.alerts_topic} did not acknowledge an alert; nothing was committed")
         for a in fresh:
             self.published.add(a.alert_id)
+            metrics.ALERTS_RAISED.labels(a.rule, a.severity).inc()
             log.info(
                 "detector.alert",
                 alert_id=a.alert_id,
