@@ -238,7 +238,10 @@ class Engine:
             second = int(ingested)
             if second != self._skew_second:  # the latest acceptable occurred_at, once per second
                 self._skew_second = second
-                self._skew_limit = format_timestamp(datetime.fromtimestamp(second + 1 + self.max_skew_s, UTC))
+                try:
+                    self._skew_limit = format_timestamp(datetime.fromtimestamp(second + 1 + self.max_skew_s, UTC))
+                except (OverflowError, ValueError, OSError):  # a skew of centuries: no bound
+                    self._skew_limit = "9999-12-31T23:59:59.999999Z"
             if occurred > self._skew_limit:
                 occurred = format_timestamp(datetime.fromtimestamp(ingested, UTC))
                 ev = {**ev, "occurred_at": occurred}
