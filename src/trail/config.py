@@ -138,6 +138,8 @@ class Settings:
     report_staff_ids: str = "no"
     #: Deadlines of subject requests in working days, per kind: "deletion=10,access=15" (default 15 each).
     request_deadlines: str = ""
+    #: YAML of retention classes and declared dataset retention (trail.access.retention_classes).
+    retention_policy: Path | None = None
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -251,6 +253,7 @@ _FALSE = ("0", "false", "no", "off")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _PATH = {
     "data_dir",
+    "retention_policy",
     "spool_dir",
     "checkpoint_key_file",
     "rules_file",
@@ -397,6 +400,8 @@ def _validate(s: Settings) -> None:
         )
     _validate_api(s)
     _validate_kafka_security(s)
+    if s.retention_policy is not None and not s.retention_policy.is_file():
+        raise ConfigError(f"TRAIL_RETENTION_POLICY: no file at {s.retention_policy}")
     if s.report_staff_ids not in ("yes", "no"):
         raise ConfigError("TRAIL_REPORT_STAFF_IDS: yes or no (whether subject reports name staff by id)")
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]

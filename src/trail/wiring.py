@@ -39,7 +39,11 @@ from trail.incidents.application import IncidentService
 from trail.incidents.trigger import IncidentTrigger, TriggerConfig
 from trail.ingest.errors import OffsetOutOfRange, StoppedWhileFailing
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
-from trail.integrity.sealer import make_sealer
+from trail.integrity.checkpoint import AppendOnlyLog
+from trail.integrity.keys import checkpoint_signing_key
+from trail.integrity.lease import FileLease, Lease, PostgresLease
+from trail.integrity.sealer import Sealer, kafka_publisher, make_sealer
+from trail.integrity.sealer_role import SealerRole
 from trail.logging import get_logger
 from trail.storage.store import Store, open_store
 
@@ -279,6 +283,27 @@ def watch_incidents(service: IncidentService) -> Callable[[], None]:
     return unwatch
 
 
+def sealer_lease(settings: Settings) -> Lease:
+    """The sealer's lease: an advisory lock in the PostgreSQL incident store when there is one
+    (sealers on several hosts), else a lock file in the data directory (one host)."""
+    url = settings.incident_store or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresLease(url.split("?", 1)[0])
+    return FileLease(settings.data_dir / "sealer.lock")
+
+
+def build_sealer_role(settings: Settings, store: Store, bootstrap: str | None) -> SealerRole:
+    """The sealer role (``consumers/sealer.py``): seals every ``TRAIL_CHECKPOINT_SECONDS`` (10 s
+    when sinks' sealing is off with 0) while it holds the lease."""
+    key = checkpoint_signing_key(settings)
+    publish = kafka_publisher(bootstrap, settings.topic("checkpoints"), kafka_options(settings)) if bootstrap else None
+
+    def make() -> Sealer:
+        return Sealer(store, key, AppendOnlyLog(settings.checkpoint_log_path), publish)
+
+    return SealerRole(make, store, sealer_lease(settings), interval_s=settings.checkpoint_seconds or 10.0)
+
+
 def _configured(role: str, build: Callable[[], int]) -> int:
     private_umask()  # a long-running role: whatever it or its libraries write is private
     try:
@@ -375,3 +400,16 @@ def run_trigger(settings: Settings) -> int:
         )
 
     return _configured("trigger", run)
+
+
+def run_sealer(settings: Settings) -> int:
+    """``consumers/sealer.py``: the one process that signs checkpoints (others wait as standbys)."""
+
+    def run() -> int:
+        serve_metrics(settings, "sealer")
+        bootstrap = resolve_bootstrap(settings)
+        store = open_trail_store(settings)
+        role = build_sealer_role(settings, store, bootstrap)
+        return run_until_signal(role, "sealer", errors=((TrailError, 3, "failed"),), cleanup=store.close)
+
+    return _configured("sealer", run)

@@ -75,6 +75,8 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/v1/retention", None, frozenset({"admin", "auditor"})),
     ("POST", "/v1/retention", {"before": "2020-01-01T00:00:00Z", "reason": "policy R-7"}, frozenset({"admin"})),
     ("POST", "/v1/retention/ret_00000000/approve", None, frozenset({"admin"})),
+    ("GET", "/v1/retention/plan", None, frozenset({"admin", "auditor"})),
+    ("POST", "/v1/retention/check", {}, frozenset({"admin", "auditor"})),
 ]  # fmt: skip
 STATES = [*ROLES, "no token", "bad token", "expired", "revoked"]
 

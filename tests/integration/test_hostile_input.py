@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.access_fixtures import make_api
 from tests.conftest import TRAIL, read_topic, trail_env, wait_for
 from tests.factories import event
 from tests.strategies import input_events
@@ -126,7 +127,7 @@ store.close()
 def test_queries_do_not_fail_because_of_one_stored_wild_row(tmp_path: Path) -> None:
     """Rows dated in the years 9999 and 1, stored by an old writer, break no query command."""
     data = tmp_path / "data"
-    env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode(), TRAIL_CHECKPOINT_SECONDS="0", TRAIL_DATA_DIR=str(data))
+    env = trail_env(TRAIL_SUBJECT_KEY=TEST_KEY.decode(), TRAIL_DATA_DIR=str(data))
     path = tmp_path / "good.jsonl"
     path.write_text(json.dumps(event(0, actor={"kind": "staff", "id": "E-WILD"})) + "\n")
     assert run("emit", "--file", str(path), env=env).returncode == 0
@@ -144,6 +145,7 @@ def test_queries_do_not_fail_because_of_one_stored_wild_row(tmp_path: Path) -> N
         ["query", "events", "--format", "csv"],
         ["counts"],
         ["gaps"],
+        ["verify"],
     ):
         res = run(*args, env=env)
         assert res.returncode in (0, 1), (args, res.stderr.decode()[-2000:])
@@ -180,3 +182,36 @@ def test_generated_events_record_accepts_are_stored_through_broker_and_sink(
 
     wait_for(lambda: stored() == set(accepted), 60, what="every accepted event stored")
     assert read_topic(broker.bootstrap, topics["deadletter"], 0, timeout=1) == []
+
+
+def test_the_api_intake_applies_the_same_rule(tmp_path: Path, store: Any) -> None:
+    """POST /v1/events: the same refusals, by line, as trail emit; the good lines are stored; no 500."""
+    gen = make_api(tmp_path, store)
+    api = next(gen)
+    try:
+        body = b"\n".join(
+            [
+                json.dumps(event(0)).encode(),
+                json.dumps(event(1, purpose=f"x{LONE}")).encode(),
+                b'{"action": "view", ' + json.dumps(event(2))[1:].encode(),
+                json.dumps(event(3, purpose="PLACEHOLDER")).encode().replace(b"PLACEHOLDER", b"\xff"),
+                json.dumps(event(4, attributes={"mail": "someone@example.com"})).encode(),
+                json.dumps(event(5, occurred_at="9999-01-01T00:00:00Z")).encode(),
+                json.dumps(event(6)).encode(),
+            ]
+        )
+        res = api.client.post("/v1/events", content=body, headers=api.as_("service"))
+        assert res.status_code == 200, res.text
+        out = res.json()
+        assert out["accepted"] == 2 and out["rejected"] == 5
+        errors = {e["line"]: e["error"] for e in out["errors"]}
+        assert errors[2].startswith("purpose: contains text that cannot be encoded as UTF-8")
+        assert errors[3].startswith("action: is given twice")
+        assert errors[4].startswith("not valid UTF-8")
+        assert errors[5].startswith("attributes.mail: looks like an e-mail address")
+        assert errors[6].startswith("occurred_at: is more than 10 minutes ahead")
+        assert "someone@example.com" not in res.text
+        assert api.services.backend.client.flush(30)
+        assert {r["attributes"]["ticket"] for r in store.find_events(limit=100)} >= {"T-0", "T-6"}
+    finally:
+        gen.close()

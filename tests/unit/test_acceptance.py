@@ -442,3 +442,9 @@ def test_the_access_log_records_a_read_whose_request_carried_personal_data(tmp_p
     assert ev["attributes"]["sql"] == "(withheld: looks like a mainland mobile phone number)"
     assert "13800138000" not in json.dumps(transport.events)
     client.close()
+
+
+def test_a_skew_of_centuries_means_no_bound_not_a_crash() -> None:
+    """TRAIL_MAX_CLOCK_SKEW=1e12 accepts a far-future time instead of overflowing."""
+    raw = {**FIELDS, "source": SOURCE, "occurred_at": "2999-01-01T00:00:00.000000Z"}
+    assert validate_input(raw, Policy(max_clock_skew_s=1e12))["occurred_at"] == raw["occurred_at"]

@@ -419,3 +419,14 @@ def test_a_clock_a_little_ahead_advances_the_watermark_only_to_ingestion_time() 
     eng.feed(wire(WED_10_LOCAL + timedelta(minutes=9), actor=staff(2)), at)
     eng.feed(wire(WED_10_LOCAL, actor=staff(3)), at)
     assert eng.stats.late == 0 and eng.stats.wild == 0
+
+
+def test_a_checkpoint_poisoned_by_a_far_future_watermark_is_brought_back() -> None:
+    """A checkpoint whose watermark a forged record pushed to year 9999 no longer makes every event late."""
+    old = Engine(load_rules())
+    old.feed(wire(datetime(9999, 6, 1, tzinfo=UTC), actor=staff(99)))  # no ingestion time: as before
+    at = WED_10_LOCAL.timestamp()
+    eng = Engine.from_state(load_rules(), old.state(), now=at)
+    events = [wire(d, subject_refs=[ref(i)]) for i, d in enumerate(spaced(WED_10_LOCAL, 600, 5))]
+    rules_fired = [a.rule for e in events for a in eng.feed(e, datetime.fromisoformat(e["occurred_at"]).timestamp())]
+    assert "enumeration" in rules_fired and eng.stats.late == 0

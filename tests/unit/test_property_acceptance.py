@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.strategies import input_events
 from trail.errors import ValidationError
@@ -63,3 +64,28 @@ def test_anything_record_accepts_the_sink_stores(raw: dict[str, Any]) -> None:
         assert _sink.dead == [], _sink.dead
         assert _sink.stored[-1] == event_id
     assert _client.stats.refused == 0
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=6,
+)
+_FIELDS = ("actor", "action", "subject_ids", "data_categories", "purpose", "legal_basis", "consent_ref", "target",
+           "location", "destination", "outcome", "attributes", "occurred_at", "event_id", "record_count", "source",
+           "schema")  # fmt: skip
+
+
+@given(field=st.sampled_from(_FIELDS), value=_json)
+@settings(max_examples=500, deadline=None)
+def test_any_json_value_in_any_field_is_accepted_or_refused_never_a_crash(field: str, value: Any) -> None:
+    """Whatever JSON a careless service puts in a field, record() accepts it or raises ValidationError."""
+    base = {"actor": {"kind": "staff", "id": "E1"}, "action": "view", "data_categories": ["name"],
+            "purpose": "p", "legal_basis": "contract", "target": {"system": "crm"}}  # fmt: skip
+    try:
+        _client.record(**{**base, field: value})
+    except ValidationError:
+        return
+    assert _client.flush(10)
+    with _sink.lock:
+        assert _sink.dead == []

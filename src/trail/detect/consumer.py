@@ -276,7 +276,7 @@ class Detector(Step):
         offsets: dict[int, int] = {}
         if checkpoint is not None:
             ckpt_offsets, state, ckpt_log = checkpoint
-            self.engine = Engine.from_state(self.rules, state, max_skew_s=self.cfg.max_clock_skew_s)
+            self.engine = Engine.from_state(self.rules, state, max_skew_s=self.cfg.max_clock_skew_s, now=time.time())
             self.stats.restored_from = "checkpoint"
             if ckpt_log == self._log_id or (not ckpt_log and self.cfg.log_id is None):
                 offsets = ckpt_offsets

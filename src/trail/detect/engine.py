@@ -239,7 +239,10 @@ class Engine:
             second = int(ingested)
             if second != self._skew_second:  # the latest acceptable occurred_at, once per second
                 self._skew_second = second
-                self._skew_limit = format_timestamp(datetime.fromtimestamp(second + 1 + self.max_skew_s, UTC))
+                try:
+                    self._skew_limit = format_timestamp(datetime.fromtimestamp(second + 1 + self.max_skew_s, UTC))
+                except (OverflowError, ValueError, OSError):  # a skew of centuries: no bound
+                    self._skew_limit = "9999-12-31T23:59:59.999999Z"
             if occurred > self._skew_limit:
                 occurred = format_timestamp(datetime.fromtimestamp(ingested, UTC))
                 ev = {**ev, "occurred_at": occurred}
@@ -789,8 +792,16 @@ class Engine:
 
     @classmethod
     def from_state(
-        cls, rules: RuleSet, state: Mapping[str, Any], *, max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+        cls,
+        rules: RuleSet,
+        state: Mapping[str, Any],
+        *,
+        max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+        now: float | None = None,
     ) -> Engine:
+        """The engine a checkpoint describes. ``now`` (the restorer's clock): a watermark further
+        ahead of it than ``max_skew_s`` (left by a detector before ingestion time bounded it, after
+        a forged far-future record) is brought back to ``now``, or every event would stay late."""
         eng = cls(rules, max_skew_s=max_skew_s)
         if state.get("version") != STATE_VERSION:
             return eng
@@ -815,6 +826,9 @@ class Engine:
         eng.withdrawn = {str(k): float(v) for k, v in state["withdrawn"].items()}
         eng.granted = {str(k): float(v) for k, v in state["granted"].items()}
         eng.seeded_before_day = int(state.get("seeded_before_day", 0))
+        if now is not None and eng.max_ts > now + max_skew_s:
+            eng.max_ts = now
+            eng.watermark = now - rules.lateness_s
         eng._next_evict = (eng.watermark // 60 + 1) * 60
         return eng
 

@@ -497,7 +497,10 @@ def _latest_accepted(skew_s: float) -> str:
     second = int(time.time())
     cached_second, cached_skew, text = _latest_cache
     if cached_second != second or cached_skew != skew_s:
-        text = format_timestamp(datetime.fromtimestamp(second + 1, UTC) + timedelta(seconds=skew_s))
+        try:
+            text = format_timestamp(datetime.fromtimestamp(second + 1, UTC) + timedelta(seconds=skew_s))
+        except OverflowError:  # a skew setting of centuries: no bound
+            text = "9999-12-31T23:59:59.999999Z"
         _latest_cache = (second, skew_s, text)
     return text
 

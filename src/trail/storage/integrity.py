@@ -94,6 +94,12 @@ def last_checkpoint_record(store: Store) -> str | None:
     return str(rows[0]["record"]) if rows else None
 
 
+def last_checkpoint_seq(store: Store) -> int:
+    """The sequence number of the newest checkpoint in the store (0: none yet)."""
+    rows = store.query("SELECT max(seq) AS s FROM {db}.checkpoints")
+    return int(rows[0]["s"] or 0) if rows else 0
+
+
 def checkpoint_record(store: Store, seq: int) -> str | None:
     rows = store.query("SELECT record FROM {db}.checkpoints WHERE seq = {s:UInt64} LIMIT 1", {"s": seq})
     return str(rows[0]["record"]) if rows else None
