@@ -18,6 +18,7 @@ Nothing is dropped silently: the only way an event is not accepted is an excepti
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -124,6 +125,9 @@ class Client:
         self._linger = linger_s
         self._retry_interval = retry_interval_s
         self.stats = ClientStats()
+        #: ``(event_id, reason)`` of the latest events the worker refused (at most 1,000), so a
+        #: caller that holds the ids (``trail emit``) can say which ones were not sent.
+        self.refused_events: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
 
         # Spool (the worker's) and overflow journal (callers', under _order_lock).
         spool_root = private_dir(spool_dir)
@@ -399,6 +403,7 @@ class Client:
         ev.pop("producer", None)
         self.stats.refused += 1
         self.stats.last_error = f"event refused by the worker: {reason}"
+        self.refused_events.append((str(ev.get("event_id")), reason))
         log.error(
             "sdk.event_refused", producer=self.producer_id, event_id=ev.get("event_id"), reason=reason, internal=True
         )
