@@ -14,6 +14,10 @@ What happens where:
 
 Nothing is dropped silently: the only way an event is not accepted is an exception from
 ``record`` (:class:`ValidationError`, :class:`SpoolFullError`, :class:`ClientClosedError`).
+``record`` applies trail's acceptance rule (:mod:`trail.events.model`), which refuses everything
+the sink would; should the worker still meet an event it cannot send, it sets that one aside
+(logged as an internal error, counted in ``stats.refused``, listed in ``refused_events``) without
+giving it a sequence number, and sends the rest of its batch.
 """
 
 from __future__ import annotations
