@@ -60,3 +60,10 @@ def test_open_incidents_by_grade_are_read_from_the_incident_store(api: Api) -> N
     resp = api.client.post("/v1/incidents", json={"title": "Lost laptop"}, headers=api.as_("responder"))
     assert resp.status_code in (200, 201), resp.text
     assert _open_incidents(api) == before + 1
+
+
+def test_the_spool_of_the_api_clients_is_reported(api: Api) -> None:
+    text = api.client.get("/metrics").text
+    services = {line.split('service="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                if line.startswith("trail_spool_bytes{")}  # fmt: skip
+    assert services, text

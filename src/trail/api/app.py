@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from trail import __version__
+from trail import __version__, metrics
 from trail.api import access, alerts, errors, events, health, incidents, integrity, retention, rights, sql, subjects
 from trail.api.auth import OPEN, AccessMiddleware
 from trail.api.responses import JsonResponse
@@ -31,6 +32,10 @@ def create_app(services: ApiServices) -> FastAPI:
         default_response_class=JsonResponse,
     )
     app.state.services = services
+    clients = [weakref.ref(services.backend.client), weakref.ref(services.recorder.client)]
+    app.state.unwatch_spool = metrics.watch(
+        "trail_spool_bytes", lambda: [((c.service,), float(c.spool_bytes)) for ref in clients if (c := ref())]
+    )
     local_incidents = getattr(services, "incidents", None)
     if local_incidents is not None:  # open incidents and overdue obligations on /metrics
         app.state.unwatch_incidents = watch_incidents(local_incidents.service)

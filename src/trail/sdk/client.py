@@ -305,6 +305,11 @@ class Client:
             self._wake.set()
         return False
 
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes in this client's spool waiting for the broker (a metric worth exporting)."""
+        return self._spool.size_bytes
+
     def close(self, timeout: float = 10.0) -> bool:
         """Flush (up to ``timeout``), stop the worker and close the transport.
 
