@@ -112,6 +112,29 @@ class QueryFilters:
         """The same filters with another limit."""
         return dataclasses.replace(self, limit=limit)
 
+    @classmethod
+    def parse(
+        cls,
+        since: str | None,
+        until: str | None,
+        action: str | None,
+        category: str | None,
+        limit: int,
+        destination: str | None = None,
+        *,
+        prefix: str = "",
+    ) -> QueryFilters:
+        """Filters from text (an API query or command-line options); a bad time names its field
+        as the caller spells it (``prefix``: ``"--"`` on the command line)."""
+        return cls(
+            since=parse_timestamp(f"{prefix}since", since) if since else None,
+            until=parse_timestamp(f"{prefix}until", until) if until else None,
+            action=action or None,
+            category=category or None,
+            limit=limit,
+            destination=destination or None,
+        )
+
     def as_params(self) -> dict[str, str]:
         out: dict[str, str] = {"limit": str(self.limit)}
         if self.since:

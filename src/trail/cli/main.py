@@ -225,14 +225,7 @@ def _filters(
     limit: int,
     destination: str | None = None,
 ) -> QueryFilters:
-    return QueryFilters(
-        since=parse_timestamp("--since", since) if since else None,
-        until=parse_timestamp("--until", until) if until else None,
-        action=action,
-        category=category,
-        limit=limit,
-        destination=destination,
-    )
+    return QueryFilters.parse(since, until, action, category, limit, destination, prefix="--")
 
 
 @cli.group("query")
