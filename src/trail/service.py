@@ -62,6 +62,7 @@ def emit_lines(
     """Record one event per JSON line; a bad line is reported by number and costs nothing else.
     ``check`` may refuse (ValidationError) or complete an event before it is recorded."""
     result = EmitResult()
+    lines_of: dict[str, int] = {}  # event id -> line, to name a line the worker could not send
     for number, line in enumerate(lines, start=1):
         if progress is not None:
             progress(number)
@@ -75,13 +76,18 @@ def emit_lines(
         try:
             if check is not None:
                 check(raw)
-            client.record_event(raw)
+            lines_of[client.record_event(raw)] = number
             result.accepted += 1
         except ValidationError as exc:
             _reject(result, number, str(exc))
         except SpoolFullError as exc:
             _reject(result, number, str(exc))
     result.delivered = client.flush(timeout=flush_timeout)
+    for event_id, reason in list(client.refused_events):
+        if event_id in lines_of:  # accepted by validation, yet not sent: not "accepted"
+            result.accepted -= 1
+            _reject(result, lines_of.pop(event_id), f"could not be sent ({reason}); nothing was stored")
+    result.errors.sort(key=lambda e: e["line"])
     return result
 
 
