@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify bench-detect bench-notices bench-api bench-durable drills clean
+.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-detect bench-notices bench-api bench-durable drills clean
 
 $(STAMP): pyproject.toml scripts/system-packages.sh
 	scripts/system-packages.sh
@@ -31,6 +31,12 @@ bench: $(STAMP)
 
 bench-verify: $(STAMP)
 	$(BIN)/python load_tests/bench_verify.py --events 10000000 --out load_tests/results/verify.json
+
+bench-query: $(STAMP)
+	$(BIN)/python load_tests/bench_query.py --events $${TRAIL_BENCH_EVENTS:-100000000} --out load_tests/results/query.json
+
+bench-reports: $(STAMP)
+	nice $(BIN)/python load_tests/bench_reports.py --events $${TRAIL_BENCH_EVENTS:-10000000} --out load_tests/results/reports.json
 
 bench-detect: $(STAMP)
 	$(BIN)/python load_tests/bench_detect.py --scale 0.5 --out load_tests/results/detection.json

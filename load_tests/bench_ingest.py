@@ -48,11 +48,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from load_tests import pg_peers
 from load_tests.machine import machine_busy_s
 from load_tests.machine import machine_info as base_machine_info
+from trail.testing import RecordingTransport, test_client
 
 SUBJECT_KEY = b"bench-subject-key-0123456789abcdef0123456789"
-TARGETS = {"record_p99_us_max": 50.0, "e2e_events_per_s_min": 20_000.0, "e2e_latency_p99_s_max": 2.0}
+TARGETS = {
+    "record_p99_us_max": 50.0,
+    "e2e_events_per_s_min": 22_000.0,
+    "sink_alone_events_per_s_min": 35_000.0,
+    "e2e_latency_p99_s_max": 2.0,
+}
 EVENTS_PARTITIONS = 4  # as trail.local.stack
 DEFINITIONS = {
     "record_p50_us/record_p99_us": "caller-thread time of Client.record() with the SDK worker (and kafka-python's "
@@ -905,6 +912,18 @@ class CpuWatch:
         }
 
 
+def phase_postgres(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The PostgreSQL peers (load_tests/pg_peers.py) writing the same kind of events."""
+    rec = RecordingTransport()
+    client = test_client(tmp / "pg-spool", rec, service="bench-svc")
+    templates = make_templates(args.seed)
+    for i in range(args.events):
+        client.record(**templates[i % len(templates)], attributes={"ticket": f"T-{i}"})
+    assert client.close(timeout=120), "the SDK did not hand over every event"
+    log(f"postgres peers: {len(rec.events)} events into {args.pg_dsn.rsplit('@', 1)[-1]}")
+    return pg_peers.measure(args.pg_dsn, rec.events, single_n=min(args.events, 20_000))
+
+
 def _source_digest() -> str | None:
     """SHA-256 over trail's own source files, to tell which code a result was measured on."""
     import hashlib
@@ -956,7 +975,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     ap.add_argument("--out", type=Path, default=Path("load_tests/results/ingest.json"), help="JSON result file")
-    ap.add_argument("--phases", default="record,throughput,isolated,latency", help="comma-separated subset to run")
+    ap.add_argument(
+        "--phases", default="record,throughput,isolated,latency,postgres", help="comma-separated subset to run"
+    )
+    ap.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("TRAIL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL for the peers (a database is created and dropped there)",
+    )
     ap.add_argument("--record-calls", type=int, default=50_000, help="record() calls per unpaced run")
     ap.add_argument("--record-repeats", type=int, default=3, help="runs of each unpaced variant (pooled)")
     ap.add_argument("--record-paced-calls", type=int, default=50_000, help="record() calls in the paced variant")
@@ -1048,6 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
             ("throughput", lambda: phase_throughput(args, broker.bootstrap, dsn, profiler, bpid)),
             ("isolated", lambda: phase_isolated(args, broker.bootstrap, dsn, bpid)),
             ("latency", lambda: phase_latency(args, broker.bootstrap, dsn)),
+            ("postgres", lambda: phase_postgres(args, tmp)),
         ):
             if name not in phases:
                 continue
@@ -1088,12 +1115,26 @@ def main(argv: list[str] | None = None) -> int:
     if "isolated" in result:
         summary["producers_alone_events_per_s"] = result["isolated"]["producers_alone"]["events_per_s"]
         summary["sink_alone_events_per_s"] = result["isolated"]["sink_alone"]["events_per_s"]
+        met["sink_alone_throughput"] = summary["sink_alone_events_per_s"] >= TARGETS["sink_alone_events_per_s_min"]
     if "latency" in result:
         lat = result["latency"]
         summary["e2e_latency_p50_s"] = lat["latency_s"]["p50"]
         summary["e2e_latency_p99_s"] = lat["latency_s"]["p99"]
         summary["e2e_latency_rate_matched"] = lat["rate_matched"]
         met["e2e_latency_p99"] = lat["rate_matched"] and lat["latency_s"]["p99"] <= TARGETS["e2e_latency_p99_s_max"]
+    if "postgres" in result:
+        pg = result["postgres"]
+        for name in ("single", "batched", "copy"):
+            summary[f"pg_{name}_rows_per_s"] = pg[name]["rows_per_s"]
+        summary["pg_single_call_us"] = pg["single"]["call_us"]
+        for ours in ("e2e_events_per_s", "sink_alone_events_per_s"):
+            if ours in summary:
+                for peer in ("single", "batched", "copy"):
+                    summary[f"ratio_{ours.removesuffix('_events_per_s')}_to_pg_{peer}"] = round(
+                        summary[ours] / pg[peer]["rows_per_s"], 2
+                    )
+        if "e2e_events_per_s" in summary:
+            met["e2e_at_least_1_5x_pg_batched"] = summary["e2e_events_per_s"] >= 1.5 * pg["batched"]["rows_per_s"]
     worst = max((c["other_processes_share_of_machine"] for c in contention.values()), default=0.0)
     summary["other_processes_max_share_of_machine"] = worst
     result["contention"] = contention

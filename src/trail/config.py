@@ -12,10 +12,13 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_KAFKA_BOOTSTRAP | ``host:port[,host:port]``; unset = the local stack's broker | unset |
 | TRAIL_CLICKHOUSE_DSN | ``http://user:pass@host:8123`` or ``chdb:///path``; unset = chDB in the data dir | unset |
 | TRAIL_CLICKHOUSE_DATABASE | database holding trail's tables | trail |
+| TRAIL_CLICKHOUSE_CLUSTER | ClickHouse cluster the tables are sharded over (``trail store ddl --cluster``) | unset |
 | TRAIL_SUBJECT_KEY | key for subject pseudonymisation (≥ 32 characters) | required in production |
 | TRAIL_SUBJECT_KEY_FILE | file holding that key | unset |
 | TRAIL_SPOOL_DIR | SDK on-disk spool | DATA_DIR/spool |
 | TRAIL_SPOOL_MAX_BYTES | bound of the SDK spool | 1 GiB |
+| TRAIL_MAX_CLOCK_SKEW | how far ``occurred_at`` may be ahead of the host clock (seconds, ``10m``, ``1h``) | 10m |
+| TRAIL_REFUSE_PERSONAL_DATA | refuse ``attributes`` values and ``consent_ref`` that look like personal data | true |
 | TRAIL_SINK_BATCH_SIZE | sink flushes at this many rows ... | 20000 |
 | TRAIL_SINK_BATCH_SECONDS | ... or after this many seconds | 1.0 |
 | TRAIL_SINK_MAX_DEADLETTER_RATIO | crash if a batch dead-letters more than this share | 0.5 |
@@ -26,6 +29,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_APPROVED_JOBS | actor ids of approved bulk jobs (comma-separated) | empty |
 | TRAIL_DETECTOR_CHECKPOINT_SECONDS | how often the detector checkpoints its window state | 300 |
 | TRAIL_API_HOST / TRAIL_API_PORT | HTTP API of ``trail up`` | 127.0.0.1 / free port |
+| TRAIL_METRICS_HOST / TRAIL_METRICS_PORT | Prometheus ``/metrics`` of a role without an API (0: off) | 127.0.0.1 / 0 |
 | TRAIL_INCIDENT_STORE | ``postgresql://user:pass@host:port/db?schema=trail``; unset = SQLite in the data dir | unset |
 | TRAIL_PLAYBOOK | the graded emergency plan (YAML) | the default shipped in trail.incidents.playbooks |
 | TRAIL_CONTACT_RESOLVER | ``module:attr``, ``entrypoint:NAME`` or ``command:PROGRAM ARGS`` | unset |
@@ -59,6 +63,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import tomllib
@@ -86,9 +91,12 @@ class Settings:
     kafka_bootstrap: str | None = None
     clickhouse_dsn: str | None = None
     clickhouse_database: str = "trail"
+    clickhouse_cluster: str | None = None
     subject_key: str | None = field(default=None, repr=False)
     spool_dir: Path | None = None
     spool_max_bytes: int = 1 << 30
+    max_clock_skew: float = 600.0  # seconds
+    refuse_personal_data: bool = True
     sink_batch_size: int = 20_000
     sink_batch_seconds: float = 1.0
     sink_max_deadletter_ratio: float = 0.5
@@ -100,6 +108,8 @@ class Settings:
     detector_checkpoint_seconds: float = 300.0
     api_host: str = "127.0.0.1"
     api_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     incident_store: str | None = field(default=None, repr=False)
     playbook: Path | None = None
     contact_resolver: str | None = None
@@ -128,6 +138,8 @@ class Settings:
     report_staff_ids: str = "no"
     #: Deadlines of subject requests in working days, per kind: "deletion=10,access=15" (default 15 each).
     request_deadlines: str = ""
+    #: YAML of retention classes and declared dataset retention (trail.access.retention_classes).
+    retention_policy: Path | None = None
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -212,6 +224,7 @@ _INT = {
     "spool_max_bytes",
     "sink_batch_size",
     "api_port",
+    "metrics_port",
     "api_max_body_bytes",
     "api_max_connections",
     "api_worker_threads",
@@ -233,8 +246,14 @@ _FLOAT = {
     "console_session_max",
     "sql_timeout",
 }
+_BOOL = {"refuse_personal_data"}
+_DURATION = {"max_clock_skew"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_UNITS = {"s": 1, "m": 60, "h": 3600}
 _PATH = {
     "data_dir",
+    "retention_policy",
     "spool_dir",
     "checkpoint_key_file",
     "rules_file",
@@ -262,9 +281,32 @@ def _coerce(name: str, value: Any, var: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{var}: must be a number") from None
+    if name in _BOOL:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{var}: must be true or false")
+    if name in _DURATION:
+        return _duration(value, var)
     if name in _PATH:
         return Path(str(value)).expanduser()
     return str(value)
+
+
+def _duration(value: Any, var: str) -> float:
+    """Seconds from ``600``, ``600s``, ``10m`` or ``1h``."""
+    text = str(value).strip().lower()
+    factor = _UNITS.get(text[-1:])
+    number = text[:-1] if factor else text
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise ConfigError(f"{var}: a duration in seconds, or like 10m or 1h") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{var}: must be 0 or more")
+    return seconds
 
 
 def load_settings(
@@ -324,6 +366,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError("TRAIL_NAMESPACE: letters, digits, '.', '_' and '-' only")
     if s.clickhouse_dsn and not s.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
         raise ConfigError("TRAIL_CLICKHOUSE_DSN: must start with chdb://, http:// or https://")
+    if s.clickhouse_cluster is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", s.clickhouse_cluster):
+            raise ConfigError(
+                "TRAIL_CLICKHOUSE_CLUSTER: a cluster name from the server's remote_servers (letters, digits, _)"
+            )
+        if s.store_dsn.startswith("chdb://"):
+            raise ConfigError("TRAIL_CLICKHOUSE_CLUSTER needs TRAIL_CLICKHOUSE_DSN of a ClickHouse server, not chDB")
     if s.log_format not in ("auto", "json", "console"):
         raise ConfigError("TRAIL_LOG_FORMAT: must be auto, json or console")
     if s.log_level not in ("debug", "info", "warning", "error"):
@@ -351,6 +400,8 @@ def _validate(s: Settings) -> None:
         )
     _validate_api(s)
     _validate_kafka_security(s)
+    if s.retention_policy is not None and not s.retention_policy.is_file():
+        raise ConfigError(f"TRAIL_RETENTION_POLICY: no file at {s.retention_policy}")
     if s.report_staff_ids not in ("yes", "no"):
         raise ConfigError("TRAIL_REPORT_STAFF_IDS: yes or no (whether subject reports name staff by id)")
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]

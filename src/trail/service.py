@@ -17,6 +17,7 @@ from typing import Any
 
 from trail.config import Settings
 from trail.errors import SpoolFullError, ValidationError
+from trail.events.intake import parse_line
 from trail.events.model import parse_timestamp
 from trail.ingest.progress import lost_tails, read_claims
 from trail.integrity.checkpoint import AppendOnlyLog
@@ -24,6 +25,7 @@ from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof
 from trail.integrity.sealer import make_sealer
 from trail.integrity.verify import Verifier
+from trail.sdk import policy_for
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
 from trail.storage.store import Gap, Store, open_store
@@ -61,33 +63,32 @@ def emit_lines(
     """Record one event per JSON line; a bad line is reported by number and costs nothing else.
     ``check`` may refuse (ValidationError) or complete an event before it is recorded."""
     result = EmitResult()
+    lines_of: dict[str, int] = {}  # event id -> line, to name a line the worker could not send
     for number, line in enumerate(lines, start=1):
         if progress is not None:
             progress(number)
-        text = line.strip() if isinstance(line, str) else line.strip().decode("utf-8", "replace")
-        if not text:
-            continue
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            _reject(result, number, f"not valid JSON (column {exc.colno})")
+            raw = parse_line(line)
+        except ValidationError as exc:
+            _reject(result, number, str(exc))
             continue
-        except RecursionError:
-            _reject(result, number, "JSON nested too deeply")
-            continue
-        if not isinstance(raw, dict):
-            _reject(result, number, f"an audit event must be a JSON object, got {type(raw).__name__}")
+        if raw is None:
             continue
         try:
             if check is not None:
                 check(raw)
-            client.record_event(raw)
+            lines_of[client.record_event(raw)] = number
             result.accepted += 1
         except ValidationError as exc:
             _reject(result, number, str(exc))
         except SpoolFullError as exc:
             _reject(result, number, str(exc))
     result.delivered = client.flush(timeout=flush_timeout)
+    for event_id, reason in list(client.refused_events):
+        if event_id in lines_of:  # accepted by validation, yet not sent: not "accepted"
+            result.accepted -= 1
+            _reject(result, lines_of.pop(event_id), f"could not be sent ({reason}); nothing was stored")
+    result.errors.sort(key=lambda e: e["line"])
     return result
 
 
@@ -111,6 +112,29 @@ class QueryFilters:
     def narrowed(self, limit: int) -> QueryFilters:
         """The same filters with another limit."""
         return dataclasses.replace(self, limit=limit)
+
+    @classmethod
+    def parse(
+        cls,
+        since: str | None,
+        until: str | None,
+        action: str | None,
+        category: str | None,
+        limit: int,
+        destination: str | None = None,
+        *,
+        prefix: str = "",
+    ) -> QueryFilters:
+        """Filters from text (an API query or command-line options); a bad time names its field
+        as the caller spells it (``prefix``: ``"--"`` on the command line)."""
+        return cls(
+            since=parse_timestamp(f"{prefix}since", since) if since else None,
+            until=parse_timestamp(f"{prefix}until", until) if until else None,
+            action=action or None,
+            category=category or None,
+            limit=limit,
+            destination=destination or None,
+        )
 
     def as_params(self) -> dict[str, str]:
         out: dict[str, str] = {"limit": str(self.limit)}
@@ -362,6 +386,7 @@ def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBacke
         spool_dir=settings.effective_spool_dir,
         spool_max_bytes=settings.spool_max_bytes,
         environment=settings.mode,
+        policy=policy_for(settings),
     )
     return StoreBackend(
         store,
@@ -438,6 +463,7 @@ def build_api_services(
             spool_dir=settings.effective_spool_dir,
             spool_max_bytes=settings.spool_max_bytes,
             environment=settings.mode,
+            policy=policy_for(settings),
         )
 
     access = access or open_access_store(settings)

@@ -21,12 +21,16 @@ of range (the log line says what to do).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trail.config import Settings, kafka_options, resolve_bootstrap
+from trail import metrics
+from trail.config import Settings, kafka_options, load_settings, resolve_bootstrap
 from trail.detect.alert_sink import AlertSink, AlertSinkConfig
 from trail.detect.consumer import Detector, DetectorConfig
 from trail.detect.rules import RuleSet, rules_from_settings
@@ -36,8 +40,12 @@ from trail.incidents.application import IncidentService
 from trail.incidents.trigger import IncidentTrigger, TriggerConfig
 from trail.ingest.errors import OffsetOutOfRange, StoppedWhileFailing
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
-from trail.integrity.sealer import make_sealer
-from trail.logging import get_logger
+from trail.integrity.checkpoint import AppendOnlyLog
+from trail.integrity.keys import checkpoint_signing_key
+from trail.integrity.lease import FileLease, Lease, PostgresLease
+from trail.integrity.sealer import Sealer, kafka_publisher, make_sealer
+from trail.integrity.sealer_role import SealerRole
+from trail.logging import configure, get_logger
 from trail.storage.store import Store, open_store
 
 log = get_logger("trail.roles")
@@ -46,7 +54,7 @@ log = get_logger("trail.roles")
 # ---------------------------------------------------------------- building
 def open_trail_store(settings: Settings) -> Store:
     """The trail's store (ClickHouse server or the data directory's chDB), migrated."""
-    return open_store(settings.store_dsn, settings.clickhouse_database)
+    return open_store(settings.store_dsn, settings.clickhouse_database, cluster=settings.clickhouse_cluster)
 
 
 def _secured(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +92,7 @@ def detector_config(settings: Settings, bootstrap: str, **overrides: Any) -> Det
         topic=settings.topic("events"),
         alerts_topic=settings.topic("alerts"),
         group_id=f"{settings.namespace}trail-detector",
-        **overrides,
+        **{"max_clock_skew_s": settings.max_clock_skew, **overrides},
     )
 
 
@@ -240,6 +248,75 @@ def run_until_signal(worker: Any, role: str, *, errors: ErrorMap, cleanup: Calla
         cleanup()
 
 
+def serve_metrics(settings: Settings, role: str) -> None:
+    """Serve the process's Prometheus metrics when ``TRAIL_METRICS_PORT`` is set."""
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info(f"{role}.metrics", host=settings.metrics_host, port=settings.metrics_port)
+
+
+def watch_incidents(service: IncidentService) -> Callable[[], None]:
+    """Open incidents by grade and overdue obligations, read from ``service`` at each scrape
+    (held weakly: a service shut down and dropped stops reporting). Returns the removal."""
+    ref = weakref.ref(service)
+
+    def views() -> list[dict[str, Any]]:
+        svc = ref()
+        return [svc.view(i) for i in svc.ids()] if svc is not None else []
+
+    def open_by_grade() -> list[tuple[tuple[str, ...], float]]:
+        grades = Counter((v["grade"] or {}).get("level", "-") for v in views() if v["status"] != "closed")
+        return [((g,), float(n)) for g, n in sorted(grades.items())]
+
+    def overdue() -> list[tuple[tuple[str, ...], float]]:
+        late = Counter(o["id"] for v in views() for o in v["obligations"] if o["state"] == "overdue")
+        return [((k,), float(n)) for k, n in sorted(late.items())]
+
+    removals = [
+        metrics.watch("trail_incidents_open", open_by_grade),
+        metrics.watch("trail_obligations_overdue", overdue),
+    ]
+
+    def unwatch() -> None:
+        for remove in removals:
+            remove()
+
+    return unwatch
+
+
+def sealer_lease(settings: Settings) -> Lease:
+    """The sealer's lease: an advisory lock in the PostgreSQL incident store when there is one
+    (sealers on several hosts), else a lock file in the data directory (one host)."""
+    url = settings.incident_store or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresLease(url.split("?", 1)[0])
+    return FileLease(settings.data_dir / "sealer.lock")
+
+
+def build_sealer_role(settings: Settings, store: Store, bootstrap: str | None) -> SealerRole:
+    """The sealer role (``consumers/sealer.py``): seals every ``TRAIL_CHECKPOINT_SECONDS`` (10 s
+    when sinks' sealing is off with 0) while it holds the lease."""
+    key = checkpoint_signing_key(settings)
+    publish = kafka_publisher(bootstrap, settings.topic("checkpoints"), kafka_options(settings)) if bootstrap else None
+
+    def make() -> Sealer:
+        return Sealer(store, key, AppendOnlyLog(settings.checkpoint_log_path), publish)
+
+    return SealerRole(make, store, sealer_lease(settings), interval_s=settings.checkpoint_seconds or 10.0)
+
+
+def role_main(name: str, run: Callable[[Settings], int]) -> int:
+    """The entry point of a deployable role (``consumers/*.py``): settings from ``TRAIL_*``
+    (exit 2 with the reason when they are wrong), logging configured, then ``run``."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    return run(settings)
+
+
 def _configured(role: str, build: Callable[[], int]) -> int:
     private_umask()  # a long-running role: whatever it or its libraries write is private
     try:
@@ -253,6 +330,7 @@ def run_sink(settings: Settings) -> int:
     """``consumers/sink.py``: the sink alone (consumer group ``<ns>trail-sink``)."""
 
     def run() -> int:
+        serve_metrics(settings, "sink")
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         sink = build_sink(settings, store, bootstrap)
@@ -274,6 +352,7 @@ def run_detector(settings: Settings) -> int:
     """``consumers/detector.py``: the detector alone (consumer group ``<ns>trail-detector``)."""
 
     def run() -> int:
+        serve_metrics(settings, "detector")
         rules = rules_from_settings(settings)
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
@@ -292,6 +371,7 @@ def run_alert_sink(settings: Settings) -> int:
     """``consumers/alert_sink.py``: trail.alerts → alerts table (group ``<ns>trail-alert-sink``)."""
 
     def run() -> int:
+        serve_metrics(settings, "alert_sink")
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         worker = AlertSink(alert_sink_config(settings, bootstrap), store)
@@ -309,6 +389,7 @@ def run_trigger(settings: Settings) -> int:
     """``consumers/incident_trigger.py``: alerts → incidents (group ``<ns>trail-incident-trigger``)."""
 
     def run() -> int:
+        serve_metrics(settings, "trigger")
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         try:
@@ -317,8 +398,10 @@ def run_trigger(settings: Settings) -> int:
             store.close()
             raise
         trigger = build_trigger(settings, service, store, bootstrap)
+        unwatch = watch_incidents(service)
 
         def cleanup() -> None:
+            unwatch()
             service.shutdown()
             store.close()
 
@@ -330,3 +413,16 @@ def run_trigger(settings: Settings) -> int:
         )
 
     return _configured("trigger", run)
+
+
+def run_sealer(settings: Settings) -> int:
+    """``consumers/sealer.py``: the one process that signs checkpoints (others wait as standbys)."""
+
+    def run() -> int:
+        serve_metrics(settings, "sealer")
+        bootstrap = resolve_bootstrap(settings)
+        store = open_trail_store(settings)
+        role = build_sealer_role(settings, store, bootstrap)
+        return run_until_signal(role, "sealer", errors=((TrailError, 3, "failed"),), cleanup=store.close)
+
+    return _configured("sealer", run)

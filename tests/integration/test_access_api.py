@@ -75,6 +75,8 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/v1/retention", None, frozenset({"admin", "auditor"})),
     ("POST", "/v1/retention", {"before": "2020-01-01T00:00:00Z", "reason": "policy R-7"}, frozenset({"admin"})),
     ("POST", "/v1/retention/ret_00000000/approve", None, frozenset({"admin"})),
+    ("GET", "/v1/retention/plan", None, frozenset({"admin", "auditor"})),
+    ("POST", "/v1/retention/check", {}, frozenset({"admin", "auditor"})),
 ]  # fmt: skip
 STATES = [*ROLES, "no token", "bad token", "expired", "revoked"]
 
@@ -433,7 +435,8 @@ def test_bodies_over_the_limit_are_413_and_repeated_failures_429(tmp_path: Path,
         assert codes[:5] == [401] * 5 and codes[-1] == 429
         res = api.client.get("/v1/counts", headers=api.as_("analyst"))
         assert res.status_code == 429 and int(res.headers["retry-after"]) >= 1, "the address is held, token or not"
-        other = make_api(tmp_path / "b", store, TRAIL_API_RATE_PER_PRINCIPAL="3")
+        # 0.5 requests/s (a burst of one): the second of ten requests is refused however slow the machine
+        other = make_api(tmp_path / "b", store, TRAIL_API_RATE_PER_PRINCIPAL="0.5")
         api2 = next(other)
         try:
             codes = [api2.client.get("/v1/counts", headers=api2.as_("analyst")).status_code for _ in range(10)]

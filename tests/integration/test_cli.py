@@ -211,6 +211,9 @@ def test_demo_runs_green_from_a_fresh_directory(tmp_path):
     assert "bulk_export actor E2042 at 03:00 local" in out
     assert "trail verify: intact" in out and "inclusion proof of the bulk export" in out and ": checks" in out
     assert "CUST-" not in out + res.stderr.decode()
+    assert "subject report for one customer" in out and "signature checks" in out
+    reports = sorted(p.name for p in (tmp_path / "demo" / "reports").iterdir())
+    assert "compliance_report.json" in reports and "subject_report.zh.pdf" in reports
 
 
 def test_keys_verify_tamper_and_retention_from_the_command_line(tmp_path, events_file):

@@ -356,3 +356,77 @@ def test_each_alert_fires_once_per_window() -> None:
     t = WED_10_LOCAL
     evs = [wire(t + timedelta(minutes=m), data_categories=["health"]) for m in range(0, 120, 10)]
     assert fired(evs) == ["sensitive_without_consent", "sensitive_without_consent"]
+
+
+# ---------------------------------------------------------------- wild clocks: ingestion time bounds event time
+
+
+def _live(events: list[dict[str, Any]], forged_after: int, forged: dict[str, Any]) -> list[str]:
+    """Feed as the consumer does, each event with its ingestion time (its own time: a live run),
+    with ``forged`` (ingested at the time of the event before it) inserted after ``forged_after``."""
+    eng = Engine(load_rules())
+    out: list[str] = []
+    for i, ev in enumerate(events):
+        at = datetime.fromisoformat(ev["occurred_at"]).timestamp()
+        out += [a.rule for a in eng.feed(ev, at)]
+        if i == forged_after:
+            out += [a.rule for a in eng.feed(forged, at)]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("rule", "make"),
+    [
+        pytest.param(
+            "enumeration",
+            lambda t: [wire(d, subject_refs=[ref(i)]) for i, d in enumerate(spaced(t, 600, 5))],
+            id="enumeration",
+        ),
+        pytest.param(
+            "denied_burst", lambda t: [wire(d, outcome="denied") for d in spaced(t, 25, 10)], id="denied_burst"
+        ),
+        pytest.param(
+            "volume_anomaly",
+            lambda t: [wire(d, subject_refs=[]) for d in spaced(t, 2000, 1.5)],
+            id="volume_anomaly",
+        ),
+    ],
+)
+def test_a_forged_far_future_event_does_not_stall_anyone_elses_windows(rule: str, make: Any) -> None:
+    """A year-9999 event from another actor neither makes the others' events late nor evicts their windows."""
+    events = make(WED_10_LOCAL)
+    forged = wire(datetime(9999, 12, 31, 15, tzinfo=UTC), actor=staff(99), subject_refs=[ref("x")])
+    assert rule in fired(events)  # the window rule fires without the forged event
+    assert rule in _live(events, 3, forged)
+
+
+def test_a_far_future_event_is_judged_at_its_ingestion_time() -> None:
+    """The forged event itself is still judged (at its ingestion time) and counted as wild."""
+    eng = Engine(load_rules())
+    at = WED_10_LOCAL.timestamp()
+    forged = wire(datetime(9999, 1, 1, tzinfo=UTC), action="export", destination={"kind": "file"},
+                  subject_refs=[], record_count=5000)  # fmt: skip
+    alerts = eng.feed(forged, at)
+    assert [a.rule for a in alerts] == ["bulk_export"]
+    assert alerts[0].window_start.startswith("2026-11-18T02:00")
+    assert eng.stats.wild == 1 and eng.max_ts <= at
+
+
+def test_a_clock_a_little_ahead_advances_the_watermark_only_to_ingestion_time() -> None:
+    """A producer 9 minutes ahead (within the skew) does not make others' events late."""
+    eng = Engine(dataclasses.replace(load_rules(), lateness_s=60))
+    at = WED_10_LOCAL.timestamp()
+    eng.feed(wire(WED_10_LOCAL + timedelta(minutes=9), actor=staff(2)), at)
+    eng.feed(wire(WED_10_LOCAL, actor=staff(3)), at)
+    assert eng.stats.late == 0 and eng.stats.wild == 0
+
+
+def test_a_checkpoint_poisoned_by_a_far_future_watermark_is_brought_back() -> None:
+    """A checkpoint whose watermark a forged record pushed to year 9999 no longer makes every event late."""
+    old = Engine(load_rules())
+    old.feed(wire(datetime(9999, 6, 1, tzinfo=UTC), actor=staff(99)))  # no ingestion time: as before
+    at = WED_10_LOCAL.timestamp()
+    eng = Engine.from_state(load_rules(), old.state(), now=at)
+    events = [wire(d, subject_refs=[ref(i)]) for i, d in enumerate(spaced(WED_10_LOCAL, 600, 5))]
+    rules_fired = [a.rule for e in events for a in eng.feed(e, datetime.fromisoformat(e["occurred_at"]).timestamp())]
+    assert "enumeration" in rules_fired and eng.stats.late == 0

@@ -631,10 +631,13 @@ def test_schema_enums_match_code(in_file: list[str], in_code: tuple[str, ...]) -
 
 def _limit_cases() -> list[Any]:
     cases = []
-    for label, schema, subjects in (("input", INPUT_SCHEMA, "subject_ids"), ("wire", WIRE_SCHEMA, "subject_refs")):
+    for label, schema, subjects, limit in (
+        ("input", INPUT_SCHEMA, "subject_ids", MAX_SUBJECTS),
+        ("wire", WIRE_SCHEMA, "subject_refs", model.WIRE_MAX_SUBJECTS),
+    ):
         props = schema["properties"]
         cases += [
-            pytest.param(props[subjects]["maxItems"], MAX_SUBJECTS, id=f"{label}-max-subjects"),
+            pytest.param(props[subjects]["maxItems"], limit, id=f"{label}-max-subjects"),
             pytest.param(props["attributes"]["maxProperties"], MAX_ATTRIBUTES, id=f"{label}-max-attributes"),
             pytest.param(props["purpose"]["maxLength"], MAX_TEXT_LEN, id=f"{label}-purpose-length"),
             pytest.param(props["schema"]["const"], model.SCHEMA_V1, id=f"{label}-schema-name"),

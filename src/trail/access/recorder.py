@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from trail.access.principals import Principal
+from trail.events.personal import looks_like_personal_data
 from trail.logging import get_logger
 from trail.sdk.client import Client
 
@@ -90,15 +91,20 @@ class AccessRecorder:
         for k, v in note.attributes.items():
             if len(attrs) < 32:
                 attrs[k] = str(v)[:1000]
+        attrs = {_text(k)[:64]: _withheld(_text(v)) for k, v in attrs.items()}
         fields: dict[str, Any] = {
             "actor": actor,
             "action": note.action or ("query" if method in ("GET", "HEAD") else "modify"),
             "subject_ids": [s for s in note.subject_ids if s][:1],
             "record_count": max(0, int(note.rows)),
             "data_categories": ["other"],
-            "purpose": (note.purpose or DEFAULT_PURPOSE)[:1024],
+            "purpose": _text(note.purpose or DEFAULT_PURPOSE)[:1024],
             "legal_basis": "law",
-            "target": {"system": "trail", "dataset": note.dataset or "api", "resource": f"{method} {endpoint}"[:256]},
+            "target": {
+                "system": "trail",
+                "dataset": _text(note.dataset or "api")[:256],
+                "resource": _text(f"{method} {endpoint}")[:256],
+            },
             "outcome": outcome_of(status),
             "attributes": attrs,
         }
@@ -115,3 +121,16 @@ class AccessRecorder:
         except Exception as exc:  # noqa: BLE001  # the request is answered; the failure is loud in the log
             self.failed += 1
             log.error("access.record_failed", error=type(exc).__name__, endpoint=endpoint, internal=True)
+
+
+def _text(value: str) -> str:
+    """Request text as the access log can carry it: a lone surrogate becomes "?" (the read is
+    recorded rather than refused by the acceptance rule)."""
+    return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _withheld(value: str) -> str:
+    """An attribute value that looks like personal data (a phone number in a SQL text) is not
+    stored; the request is still recorded (``sql_sha256`` identifies a query)."""
+    kind = looks_like_personal_data(value)
+    return value if kind is None else f"(withheld: looks like {kind})"

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trail.access.retention_classes import RetentionPolicy, class_block, load_policy
+from trail.access.retention_classes import plan as retention_plan
 from trail.access.store import AccessStore, parse_text_time
 from trail.config import Settings
 from trail.errors import Refused, UsageError
@@ -52,6 +54,7 @@ class RetentionService:
         self.access = access
         self.incident_holds = incident_holds or (lambda: [])
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.policy: RetentionPolicy = load_policy(settings.retention_policy, settings.retention_floor_days)
 
     @property
     def floor(self) -> timedelta:
@@ -92,7 +95,28 @@ class RetentionService:
                 for start, end, what in holds:
                     if oldest < end and newest >= start:
                         raise Refused(f"checkpoint {cp.seq} holds events under {what}; nothing was deleted")
+            kept = class_block(
+                self.store, self.policy, [(r.producer, r.first, r.last) for r in cp.ranges], self.clock()
+            )
+            if kept:
+                k = kept[0]
+                raise Refused(
+                    f"checkpoint {cp.seq} holds {k['events']} events of retention class {k['class']}, kept "
+                    f"{k['days']} days until {k['kept_until']} ({k['source']}); nothing was deleted"
+                )
         return cps
+
+    def plan(self, before: datetime | None = None) -> dict[str, Any]:
+        """What a retention up to ``before`` (default: now minus the floor) would expire and what
+        keeps the rest (retention classes, holds, the floor); changes nothing."""
+        now = self.clock()
+        limit = now - self.floor
+        at = _aware(before) if before is not None else limit
+        out = retention_plan(self.store, self.policy, self.holds, min(at, limit), now)
+        out["floor_days"] = self.floor.days
+        if at > limit:
+            out["note"] = f"--before is within the floor of {self.floor.days} days; planned up to {limit.isoformat()}"
+        return out
 
     def request(self, before: datetime, reason: str, *, by: str) -> dict[str, Any]:
         if not reason.strip():

@@ -28,13 +28,14 @@ import anyio
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from trail import metrics
 from trail.access.recorder import AccessNote
 from trail.access.roles import granting_role
 from trail.access.store import Authenticated
 from trail.api.errors import for_exception
 from trail.errors import Forbidden, RateLimited, RequestTimeout, TooLarge, TrailError, Unauthorized
 
-OPEN: frozenset[str] = frozenset({"/v1/health", "/openapi.json"})
+OPEN: frozenset[str] = frozenset({"/v1/health", "/openapi.json", "/metrics"})
 #: The web console authenticates with its session cookie and records its own requests (trail.console).
 CONSOLE = "/console"
 JSON_BODY_MAX = 1 << 20
@@ -100,6 +101,22 @@ class AccessMiddleware:
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
             self._limiter_set = True
         route, template = self._route(scope)
+        started = time.monotonic()
+        answered = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = int(message["status"])
+                metrics.API_SECONDS.labels(template or "unmatched").observe(time.monotonic() - started)
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_counted, route, template)
+        finally:
+            metrics.API_REQUESTS.labels(scope["method"], template or "unmatched", str(answered)).inc()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, route: Any, template: str | None) -> None:
         if route is None or template in OPEN or template == CONSOLE:
             await self.app(scope, receive, send)
             return

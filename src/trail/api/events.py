@@ -63,6 +63,7 @@ def read_events(
     until: str | None = None,
     action: str | None = None,
     category: str | None = None,
+    destination: str | None = None,
     actor: str | None = None,
     subject_ref: str | None = None,
     limit: int = Query(100, ge=1, le=1_000_000),
@@ -70,7 +71,7 @@ def read_events(
 ) -> JsonResponse:
     svc = services(request)
     n = note(request, "events")
-    f = filters(since, until, action, category, limit)
+    f = filters(since, until, action, category, limit, destination)
     if subject_ref is not None and (
         len(subject_ref) != 64 or any(c not in "0123456789abcdef" for c in subject_ref.lower())
     ):
@@ -101,6 +102,7 @@ def export_events(
     until: str | None = None,
     action: str | None = None,
     category: str | None = None,
+    destination: str | None = None,
     actor: str | None = None,
     limit: int = Query(1_000_000, ge=1, le=1_000_000),
 ) -> StreamingResponse:
@@ -108,7 +110,7 @@ def export_events(
 
     svc = services(request)
     n = note(request, "events")
-    f = filters(since, until, action, category, limit)
+    f = filters(since, until, action, category, limit, destination)
     n.attributes["format"] = format
     blocks = svc.backend.export("actor" if actor else "events", actor or None, f)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from trail.api.deps import services
 from trail.api.responses import JsonResponse, ok
+from trail.metrics import REGISTRY
 
 router = APIRouter(tags=["health"])
 
@@ -16,3 +18,13 @@ def health(request: Request) -> JsonResponse:
     out = svc.backend.health()
     out["access_log"] = {"recorded": svc.recorder.recorded, "failed": svc.recorder.failed}
     return ok(out)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    include_in_schema=False,  # operations, not the API: documented in trail.metrics and the README
+    summary="Prometheus metrics (open, unaudited: counts, no trail data)",
+)
+def prometheus_metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

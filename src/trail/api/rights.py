@@ -15,11 +15,14 @@ from pydantic import BaseModel, Field
 from trail.api.deps import note, permission, principal, services
 from trail.api.responses import JsonResponse, ok
 from trail.config import Settings
+from trail.detect.alerts import alert_row
+from trail.detect.retention_overdue import check_retention
 from trail.errors import ValidationError
 from trail.integrity.keys import checkpoint_signing_key
 from trail.rights.compliance import build_compliance_report, sign
 from trail.rights.request_service import RequestService
-from trail.rights.subject_report import build_subject_report, period_of
+from trail.rights.subject_report import build_subject_report, parse_bound, period_of
+from trail.storage.alerts import insert_alerts
 
 router = APIRouter(tags=["rights"])
 
@@ -215,3 +218,40 @@ def refuse_request(request: Request, ref: str, body: RefuseIn) -> JsonResponse:
 def close_request(request: Request, ref: str, body: CloseIn) -> JsonResponse:
     note(request, "requests").attributes["request"] = ref[:32]
     return ok({"request": request_service(request).close(ref, body.outcome, body.note, by=principal(request).name)})
+
+
+# ------------------------------------------------------------------ retention classes
+@router.get(
+    "/v1/retention/plan",
+    response_class=JsonResponse,
+    openapi_extra=permission("retention.read"),
+    summary="What a retention would expire, and what keeps the rest (classes, holds, floor)",
+)
+def retention_plan(request: Request, before: str | None = None) -> JsonResponse:
+    n = note(request, "retention")
+    out = services(request).retention.plan(parse_bound("before", before) if before else None)
+    n.rows = len(out["checkpoints"])
+    return ok(out)
+
+
+@router.post(
+    "/v1/retention/check",
+    response_class=JsonResponse,
+    openapi_extra=permission("retention.read"),
+    summary="Run retention_overdue over the declared datasets; alerts go to the review queue",
+)
+def retention_check(request: Request) -> JsonResponse:
+    svc = services(request)
+    n = note(request, "retention")
+    n.action = "query"
+    alerts = run_retention_check(svc.backend.store, svc.retention.policy)
+    n.rows = len(alerts)
+    return ok({"alerts": alerts, "datasets": len(svc.retention.policy.datasets)})
+
+
+def run_retention_check(store: Any, policy: Any) -> list[dict[str, Any]]:
+    """The retention_overdue alerts of today, written to the alerts table (idempotent per day)."""
+    found = check_retention(store, [(d.system, d.dataset, d.days, d.source) for d in policy.datasets])
+    if found:
+        insert_alerts(store, [alert_row(a) for a in found])
+    return [a.public() for a in found]

@@ -25,6 +25,7 @@ class SubjectLookup(BaseModel):
     until: str | None = None
     action: str | None = None
     category: str | None = None
+    destination: str | None = None
     limit: int = Field(100, ge=1, le=10_000)
 
 
@@ -42,7 +43,7 @@ def subject_events(request: Request, body: SubjectLookup) -> JsonResponse:
     if len(purpose) < 3:
         raise ValidationError("purpose", "state why you look this person up (kept in the access log); required")
     n.purpose = purpose
-    f = filters(body.since, body.until, body.action, body.category, body.limit)
+    f = filters(body.since, body.until, body.action, body.category, body.limit, body.destination)
     rows = svc.backend.query("subject", svc.backend.subject_ref(body.subject_id), f)
     n.rows = len(rows)
     return ok({"events": rows})

@@ -35,10 +35,11 @@ from trail.cli.incident_commands import drill_cmd, incidents_group, playbook_gro
 from trail.cli.rights_commands import register_rights_commands
 from trail.config import Settings, load_settings
 from trail.errors import ConfigError, UsageError
-from trail.events.model import ACTIONS, DATA_CATEGORIES, parse_timestamp
+from trail.events.model import ACTIONS, DATA_CATEGORIES, DESTINATION_KINDS, parse_timestamp
 from trail.files import private_umask
 from trail.logging import configure
 from trail.service import QueryFilters
+from trail.storage.schema import cluster_ddl, single_server_ddl
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -143,9 +144,20 @@ def up(ctx: click.Context, data_dir: Path | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     stack = LocalStack(settings).start()
     click.echo(
-        json.dumps({"api": stack.api_url, "kafka": stack.bootstrap, "data_dir": str(settings.data_dir)}),
+        json.dumps(
+            {
+                "api": stack.api_url,
+                "console": stack.api_url + "/console/",
+                "kafka": stack.bootstrap,
+                "data_dir": str(settings.data_dir),
+            }
+        ),
         err=True,
     )
+    if settings.mode == "local":
+        click.echo(
+            f"console: {stack.api_url}/console/ (log in with the token in {settings.local_token_path})", err=True
+        )
     try:
         while not stop.wait(0.5):
             pass
@@ -208,6 +220,7 @@ def emit(ctx: click.Context, data_dir: Path | None, path: Path) -> None:
 def _query_options(fn: F) -> F:
     fn = click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)(fn)
     fn = click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)(fn)
+    fn = click.option("--destination", type=click.Choice(DESTINATION_KINDS), help="Where the data went.")(fn)
     fn = click.option("--category", type=click.Choice(DATA_CATEGORIES))(fn)
     fn = click.option("--action", type=click.Choice(ACTIONS))(fn)
     fn = click.option("--until", help="RFC 3339 timestamp (exclusive).")(fn)
@@ -216,15 +229,14 @@ def _query_options(fn: F) -> F:
 
 
 def _filters(
-    since: str | None, until: str | None, action: str | None, category: str | None, limit: int
+    since: str | None,
+    until: str | None,
+    action: str | None,
+    category: str | None,
+    limit: int,
+    destination: str | None = None,
 ) -> QueryFilters:
-    return QueryFilters(
-        since=parse_timestamp("--since", since) if since else None,
-        until=parse_timestamp("--until", until) if until else None,
-        action=action,
-        category=category,
-        limit=limit,
-    )
+    return QueryFilters.parse(since, until, action, category, limit, destination, prefix="--")
 
 
 @cli.group("query")
@@ -360,6 +372,24 @@ def config_show(ctx: click.Context, fmt: str) -> None:
         click.echo(json.dumps(values, default=str))
     else:
         emit_rows([{"setting": k, "value": v} for k, v in values.items()], "table", ["setting", "value"])
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The store's schema."""
+
+
+@store_group.command("ddl")
+@click.option("--cluster", default=None, help="Print the schema for this ClickHouse cluster (ON CLUSTER, sharded).")
+@click.option("--database", default=None, help="Database name (default: TRAIL_CLICKHOUSE_DATABASE).")
+@click.pass_context
+def store_ddl(ctx: click.Context, cluster: str | None, database: str | None) -> None:
+    """Print the schema as SQL: for one server, or (--cluster) Replicated tables, Distributed
+    tables over them and views, every statement ON CLUSTER. Runs nothing."""
+    db = database or _settings(ctx).clickhouse_database
+    stmts = cluster_ddl(db, cluster) if cluster else single_server_ddl(db)
+    for stmt in stmts:
+        click.echo(stmt if stmt.startswith("--") else stmt + ";")
 
 
 @cli.group("keys")

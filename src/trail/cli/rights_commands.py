@@ -351,11 +351,91 @@ def requests_close(ctx: click.Context, data_dir: Path | None, ref: str, outcome:
     _show(_Requests(settings_for(ctx, data_dir)).call("close", ref, outcome=outcome, note=note), fmt)
 
 
+# ------------------------------------------------------------------ retention classes
+def _retention_direct(settings: Settings, what: str, before: str | None) -> Any:
+    from trail.access.retention import RetentionService, incident_holds
+    from trail.access.store import open_access_store
+    from trail.api.rights import run_retention_check
+    from trail.rights.subject_report import parse_bound
+    from trail.service import direct_backend
+    from trail.wiring import incident_service
+
+    backend = direct_backend(settings)
+    access = open_access_store(settings)
+    incidents = incident_service(settings, backend.store)
+    try:
+        svc = RetentionService(settings, backend.store, access, incident_holds=incident_holds(incidents))
+        if what == "plan":
+            return svc.plan(parse_bound("before", before) if before else None)
+        return {"alerts": run_retention_check(backend.store, svc.policy), "datasets": len(svc.policy.datasets)}
+    finally:
+        incidents.shutdown()
+        access.close()
+        backend.client.close(timeout=30)
+        backend.store.close()
+
+
+def _retention_commands(group: click.Group) -> None:
+    @group.command("plan")
+    @data_dir_option
+    @click.option("--before", default=None, help="Plan a retention up to this time (default: now minus the floor).")
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @click.pass_context
+    def retention_plan(ctx: click.Context, data_dir: Path | None, before: str | None, fmt: str) -> None:
+        """What a retention would expire, checkpoint by checkpoint, and what keeps the rest: a
+        retention class whose period has not passed (with its source), a legal hold, an open
+        incident's evidence. Changes nothing."""
+        settings = settings_for(ctx, data_dir)
+        api = api_client(settings)
+        if api is not None:
+            out = api.get("/v1/retention/plan" + (f"?before={before}" if before else ""))
+        else:
+            out = _retention_direct(settings, "plan", before)
+        if fmt == "json":
+            click.echo(json.dumps(out, ensure_ascii=False))
+            return
+        click.echo(f"retention classes ({out['policy']['where']}):")
+        for c in out["policy"]["classes"]:
+            click.echo(f"  {c['name']}: >= {c['days']} days - {c['source']} [{c['status']}]")
+        rows = [
+            {
+                "checkpoint": e["seq"],
+                "events": e["events"],
+                "oldest": e["oldest"],
+                "newest": e["newest"],
+                "expires": "yes" if e["expires"] else "no",
+                "kept by": "; ".join(
+                    f"{k['class']} until {k['kept_until'][:10]}" if k["kind"] == "class" else k["hold"]
+                    for k in e["kept_by"]
+                ),
+            }
+            for e in out["checkpoints"]
+        ]
+        emit_rows(rows, "table", title=f"retention plan up to {out['before']}")
+        w, k = out["would_expire"], out["kept"]
+        click.echo(f"would expire {w['events']} events ({w['checkpoints']} checkpoints); kept {k['events']} events")
+
+    @group.command("check")
+    @data_dir_option
+    @click.pass_context
+    def retention_check(ctx: click.Context, data_dir: Path | None) -> None:
+        """Run retention_overdue over the datasets declared in TRAIL_RETENTION_POLICY (Shenzhen
+        Art. 25): one alert per dataset with the number of people kept beyond the declared days."""
+        settings = settings_for(ctx, data_dir)
+        api = api_client(settings)
+        out = api.post("/v1/retention/check", {}) if api is not None else _retention_direct(settings, "check", None)
+        click.echo(json.dumps(out, ensure_ascii=False))
+        sys.exit(1 if out["alerts"] else 0)
+
+
 # ------------------------------------------------------------------ registration
 def register_rights_commands(cli: click.Group) -> None:
     cli.add_command(subject_group)
     cli.add_command(compliance_group)
     cli.add_command(requests_group)
+    retention = cli.commands.get("retention")
+    if isinstance(retention, click.Group):
+        _retention_commands(retention)
 
 
 def _json_file(path: Path, what: str) -> Any:

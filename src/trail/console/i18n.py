@@ -41,8 +41,8 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
         "您的角色不允许访问此页面（{permission}）。",
     ),
     "csrf_refused": (
-        "The form was refused: its security token is missing or stale. Reload the page and try again.",
-        "表单被拒绝：缺少安全令牌或已失效。请刷新页面后重试。",
+        "The form was refused: its CSRF token is missing or stale. Reload the page and try again.",
+        "表单被拒绝：缺少 CSRF 安全令牌或已失效。请刷新页面后重试。",
     ),
     "error": ("Error", "错误"),
     "not_found": ("Not found", "未找到"),
@@ -75,7 +75,7 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     # actor
     "actor_id": ("Actor id", "操作者 ID"),
     "volume": ("Records per hour", "每小时记录数"),
-    "usual": ("usual level", "通常水平"),
+    "usual": ("usual level (average per hour)", "通常水平（每小时平均）"),
     "categories": ("Categories", "数据类别"),
     "destinations": ("Destinations", "去向"),
     "alerts": ("Alerts", "告警"),
@@ -121,6 +121,7 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "steps": ("Steps", "步骤"),
     "timeline": ("Timeline", "时间线"),
     "documents": ("Documents", "文书"),
+    "plan": ("Emergency plan", "应急预案"),
     "notices": ("Notices", "通知"),
     "draft": ("Draft notices", "起草通知"),
     "approve": ("Approve notices", "批准通知"),

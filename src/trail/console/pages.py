@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,7 @@ from trail.console.core import (
 )
 from trail.console.i18n import pick
 from trail.detect.review import get_alert, list_alerts, review_alert
-from trail.errors import NotFound, TrailError, ValidationError
+from trail.errors import NotFound, RateLimited, TrailError, ValidationError
 from trail.service import CSV_COLUMNS, QueryFilters, csv_row
 
 router = APIRouter()
@@ -74,9 +75,15 @@ def login_page(request: Request, next: str | None = None) -> Response:  # the qu
 async def login(request: Request) -> Response:
     v = visit(request)
     fields = await form(request)
+    ip = request.client.host if request.client else ""
+    failures = request.app.state.login_failures
+    wait = failures.wait(ip)
+    if wait > 0:
+        raise RateLimited("too many failed logins from this address; wait and retry", math.ceil(wait))
     secret = fields.get("token", "").strip()
     auth = await anyio.to_thread.run_sync(services(request).access.authenticate, secret)
     if auth.state != "active" or auth.principal is None:
+        failures.add(ip)
         v.reason = f"console login refused: token {auth.state}"
         return render(request, "login.html", 401, next=local_path(fields.get("next"), ""), failed=auth.state)
     sid, _s = sessions(request).create(auth.token_id or "", auth.principal.name)
@@ -257,8 +264,9 @@ def actor(request: Request) -> Response:
 
 
 def volume_chart(rows: list[dict[str, Any]], since: datetime, until: datetime, zone: str) -> dict[str, Any]:
-    """Records per hour over the period, against the actor's usual level (the median of its
-    active hours), as the numbers of an inline SVG bar chart."""
+    """Records per hour over the period against the actor's usual level (its average per hour
+    over the period), as the numbers of an inline SVG bar chart; hours over three times the usual
+    level are marked."""
     hours = max(1, int((until - since).total_seconds() // 3600) + 1)
     buckets = [0] * hours
     start = since.replace(minute=0, second=0, microsecond=0)
@@ -267,8 +275,7 @@ def volume_chart(rows: list[dict[str, Any]], since: datetime, until: datetime, z
         i = int((at - start).total_seconds() // 3600)
         if 0 <= i < hours:
             buckets[i] += int(r.get("record_count", 0))
-    active = sorted(b for b in buckets if b > 0)
-    usual = active[len(active) // 2] if active else 0
+    usual = round(sum(buckets) / hours, 1)
     peak = max([*buckets, usual, 1])
     width, height = 720, 180
     bw = width / hours
@@ -381,7 +388,7 @@ def integrity(request: Request) -> Response:
     svc = services(request)
     cps = svc.backend.checkpoints(50)
     v.note.rows = len(cps)
-    last = request.app.state.__dict__.get("last_verification")
+    last = getattr(request.app.state, "last_verification", None)
     return render(request, "integrity.html", checkpoints=cps[::-1], last=last)
 
 

@@ -51,12 +51,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trail import metrics
 from trail.detect.alerts import Alert, rfc3339
 from trail.detect.engine import Engine, event_ts
 from trail.detect.rules import RuleSet
 from trail.errors import PublishError as PublishError
 from trail.errors import StoreError, ValidationError
-from trail.events.model import ACTIONS, ACTOR_KINDS, MAX_EVENT_BYTES, OUTCOMES, SCHEMA_V1, validate_wire
+from trail.events.model import (
+    ACTIONS,
+    ACTOR_KINDS,
+    DEFAULT_MAX_CLOCK_SKEW_S,
+    MAX_EVENT_BYTES,
+    OUTCOMES,
+    SCHEMA_V1,
+    validate_wire,
+)
 from trail.ingest.errors import OffsetOutOfRange, WriteTimeout
 from trail.ingest.kafka import AckedProducer, KafkaConsumerAdapter
 from trail.ingest.processor import Processor, close_quietly
@@ -174,10 +183,14 @@ class DetectorConfig:
     log_id: str | None = None
     #: The longest a checkpoint write may take before it counts as failed.
     write_timeout_s: float = 30.0
+    #: How far ahead of its ingestion time an event's occurred_at may be before it is judged at
+    #: its ingestion time instead (TRAIL_MAX_CLOCK_SKEW).
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
 
-_Buffered = tuple[float, int, dict[str, Any] | None]
+#: (event time bounded by ingestion time, offset, event or None when skipped, ingestion time)
+_Buffered = tuple[float, int, dict[str, Any] | None, float]
 
 
 class Detector(Step):
@@ -185,7 +198,7 @@ class Detector(Step):
         self.cfg = config
         self.store = store
         self.rules = rules
-        self.engine = Engine(rules)
+        self.engine = Engine(rules, max_skew_s=config.max_clock_skew_s)
         self.stats = DetectorStats()
         self.published: set[str] = set()
         self._producer: AckedProducer | None = None
@@ -263,7 +276,7 @@ class Detector(Step):
         offsets: dict[int, int] = {}
         if checkpoint is not None:
             ckpt_offsets, state, ckpt_log = checkpoint
-            self.engine = Engine.from_state(self.rules, state)
+            self.engine = Engine.from_state(self.rules, state, max_skew_s=self.cfg.max_clock_skew_s, now=time.time())
             self.stats.restored_from = "checkpoint"
             if ckpt_log == self._log_id or (not ckpt_log and self.cfg.log_id is None):
                 offsets = ckpt_offsets
@@ -344,18 +357,24 @@ class Detector(Step):
         for tp, records in polled.items():
             buf = self._buf.setdefault(tp, [])
             tail = self._tail.get(tp, 0.0)
+            now = time.time()
             for rec in records:
                 n += 1
                 ev = decode_event(rec.value, full=full)
                 if ev is None:
                     self.stats.malformed += 1
                     log.warning("detector.skipped_invalid", partition=rec.partition, offset=rec.offset)
-                    buf.append((tail, rec.offset, None))
+                    buf.append((tail, rec.offset, None, now))
                     continue
-                ts = event_ts(ev["occurred_at"])
+                # Ingestion time: the broker's timestamp, never later than this host's clock.
+                stamp = getattr(rec, "timestamp", -1)
+                ingested = min(stamp / 1000, now) if isinstance(stamp, int) and stamp > 0 else now
+                # Merged in event time, bounded by ingestion time: a record dated far ahead of
+                # when it arrived does not hold its partition back (the engine judges it then).
+                ts = min(event_ts(ev["occurred_at"]), ingested + self.engine.max_skew_s)
                 if ts > tail:
                     tail = ts
-                buf.append((ts, rec.offset, ev))
+                buf.append((ts, rec.offset, ev, ingested))
             self._tail[tp] = tail
             if records:
                 self._read[tp] = records[-1].offset + 1
@@ -375,9 +394,9 @@ class Detector(Step):
         offsets, batch = self._releasable()
         alerts: list[Alert] = []
         feed = self.engine.feed
-        for _ts, off, ev in batch:
+        for _ts, off, ev, ingested in batch:
             try:
-                alerts.extend(feed(ev))
+                alerts.extend(feed(ev, ingested))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 # An event the light check let through but the rules cannot read (e.g. 31 February).
                 self.stats.malformed += 1
@@ -402,7 +421,7 @@ class Detector(Step):
         limit = self.cfg.batch_size * 4
         return [tp for tp, buf in self._buf.items() if len(buf) >= limit]
 
-    def _releasable(self) -> tuple[dict[Partition, int], list[tuple[float, int, dict[str, Any]]]]:
+    def _releasable(self) -> tuple[dict[Partition, int], list[tuple[float, int, dict[str, Any], float]]]:
         """The buffered records that can be fed now, in event-time order, and the offsets
         to commit once they are."""
         now = time.monotonic()
@@ -424,7 +443,7 @@ class Detector(Step):
             # Caught up as of its last fetch: what it sends next is at most `lateness` older.
             bound = min(bound, self._tail[tp] + lateness)
         offsets: dict[Partition, int] = {}
-        out: list[tuple[float, int, dict[str, Any]]] = []
+        out: list[tuple[float, int, dict[str, Any], float]] = []
         for tp, buf in self._buf.items():
             i = 0
             for i, item in enumerate(buf):  # noqa: B007  # i is used after the loop
@@ -460,6 +479,7 @@ class Detector(Step):
             raise PublishError(f"{self.cfg.alerts_topic} did not acknowledge an alert; nothing was committed")
         for a in fresh:
             self.published.add(a.alert_id)
+            metrics.ALERTS_RAISED.labels(a.rule, a.severity).inc()
             log.info(
                 "detector.alert",
                 alert_id=a.alert_id,

@@ -34,6 +34,16 @@ set of ids ever published, which is what prevents republishing after a restart.
 
 State (:meth:`Engine.state`/:meth:`Engine.from_state`) is plain JSON-able data so the
 consumer can checkpoint it.
+
+**Ingestion time bounds event time.** The consumer passes each event's ingestion time (when
+the broker took the record, never later than the detector's own clock). An event whose
+``occurred_at`` is more than ``max_skew_s`` ahead of it (a forged record, a producer with a
+wild clock) is *judged at its ingestion time*: every rule still sees it, but it cannot push the
+watermark into the future, which would make everyone else's events late (a stall of the
+windowed rules) and evict open windows (a skip). Other events advance the watermark by at
+most their ingestion time, so a producer whose clock runs a few minutes ahead does not make
+the others late either. Without an ingestion time (a replay from the store) event time alone
+counts, as before.
 """
 
 from __future__ import annotations
@@ -46,7 +56,8 @@ from typing import Any, Final
 
 from trail.detect.alerts import MAX_EVIDENCE, Alert, alert_id_for, rfc3339
 from trail.detect.rules import ARTICLES, NOTICE_JOB, RuleSet
-from trail.events.model import SENSITIVE_CATEGORIES
+from trail.events.model import DEFAULT_MAX_CLOCK_SKEW_S, SENSITIVE_CATEGORIES, format_timestamp
+from trail.messages import Message
 
 HOUR: Final = 3600
 DAY: Final = 86400
@@ -58,6 +69,8 @@ STATE_VERSION: Final = 1
 class EngineStats:
     events: int = 0
     late: int = 0
+    #: Events judged at their ingestion time because their occurred_at was too far ahead of it.
+    wild: int = 0
     alerts: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
@@ -170,8 +183,11 @@ class _Windows:
 class Engine:
     """Evaluates every enabled rule on each event; returns the alerts that fired."""
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, *, max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S) -> None:
         self.rules = rules
+        self.max_skew_s = max_skew_s
+        self._skew_second = -1
+        self._skew_limit = ""
         self.clock = _Clock(rules)
         self.stats = EngineStats()
         self.max_ts = 0.0
@@ -214,15 +230,30 @@ class Engine:
             out.extend(self.feed(ev))
         return out
 
-    def feed(self, ev: Mapping[str, Any]) -> list[Alert]:
-        """Evaluate one validated wire event; returns the alerts it made fire (usually none)."""
+    def feed(self, ev: Mapping[str, Any], ingested: float | None = None) -> list[Alert]:
+        """Evaluate one validated wire event; returns the alerts it made fire (usually none).
+
+        ``ingested``: epoch seconds the event reached the broker (see the module docstring)."""
         occurred = ev["occurred_at"]
+        if ingested is not None:
+            second = int(ingested)
+            if second != self._skew_second:  # the latest acceptable occurred_at, once per second
+                self._skew_second = second
+                try:
+                    self._skew_limit = format_timestamp(datetime.fromtimestamp(second + 1 + self.max_skew_s, UTC))
+                except (OverflowError, ValueError, OSError):  # a skew of centuries: no bound
+                    self._skew_limit = "9999-12-31T23:59:59.999999Z"
+            if occurred > self._skew_limit:
+                occurred = format_timestamp(datetime.fromtimestamp(ingested, UTC))
+                ev = {**ev, "occurred_at": occurred}
+                self.stats.wild += 1
         t = self.clock.hour(occurred)
         ts = event_time(occurred, t.hour_start)
         self.stats.events += 1
-        if ts > self.max_ts:
-            self.max_ts = ts
-            self.watermark = ts - self.rules.lateness_s
+        advance = ts if ingested is None else min(ts, ingested)
+        if advance > self.max_ts:
+            self.max_ts = advance
+            self.watermark = advance - self.rules.lateness_s
             if self.watermark >= self._next_evict:
                 self._evict()
         late = ts < self.watermark
@@ -256,10 +287,12 @@ class Engine:
         if r.sensitive_without_consent.enabled and handled and not SENSITIVE_CATEGORIES.isdisjoint(cats):
             basis = ev["legal_basis"]
             if basis not in self._consent_ok or (basis == "consent" and not ev.get("consent_ref")):
-                why = "consent without consent_ref" if basis == "consent" else f"legal basis {basis}"
-                self._grouped(
-                    out, "sensitive_without_consent", t, aid, kind, ev, n, f"sensitive categories handled on {why}"
+                why = (
+                    Message("alert.sensitive.no_consent_ref")
+                    if basis == "consent"
+                    else Message("alert.sensitive.basis", {"basis": basis})
                 )
+                self._grouped(out, "sensitive_without_consent", t, aid, kind, ev, n, why)
         if r.after_withdrawal.enabled:
             self._withdrawal(out, ev, t, ts, aid, kind, action, handled, n)
         dest = ev.get("destination")
@@ -272,7 +305,7 @@ class Engine:
                 kind,
                 ev,
                 n,
-                f"{action} to a destination outside {r.cross_border.home_region}",
+                Message("alert.cross_border", {"action": action, "region": r.cross_border.home_region}),
             )
         if r.denied_burst.enabled and not handled and not late:
             self._denied(out, ev, ts, aid, kind)
@@ -295,7 +328,7 @@ class Engine:
         records: int,
         evidence: list[str],
         trigger: str,
-        summary: str,
+        summary: Message,
     ) -> Alert | None:
         alert_id = alert_id_for(rule, key, start)
         if alert_id in self.fired:
@@ -314,8 +347,9 @@ class Engine:
             records=records,
             evidence=evidence[:MAX_EVIDENCE],
             articles=list(ARTICLES[rule]),
-            summary=summary,
+            summary=summary.text("en"),
             trigger_event_id=trigger,
+            message=summary.as_dict(),
         )
 
     def _single(
@@ -329,14 +363,22 @@ class Engine:
         kind: str,
         ev: Mapping[str, Any],
         n: int,
-        summary: str,
+        summary: Message,
     ) -> None:
         a = self._alert(rule, key, start, end, aid, kind, n, n, [ev["event_id"]], ev["event_id"], summary)
         if a is not None:
             out.append(a)
 
     def _grouped(
-        self, out: list[Alert], rule: str, t: _Time, aid: str, kind: str, ev: Mapping[str, Any], n: int, summary: str
+        self,
+        out: list[Alert],
+        rule: str,
+        t: _Time,
+        aid: str,
+        kind: str,
+        ev: Mapping[str, Any],
+        n: int,
+        summary: Message,
     ) -> None:
         self._single(out, rule, f"actor:{aid}", t.hour_start, t.hour_start + HOUR, aid, kind, ev, n, summary)
 
@@ -377,7 +419,7 @@ class Engine:
                 kind,
                 ev,
                 n,
-                f"{ev['action']} of {n} records in one operation",
+                Message("alert.bulk_export.single", {"action": ev["action"], "records": n}),
             )
         if late or n == 0:
             return
@@ -395,7 +437,7 @@ class Engine:
                 agg[0],
                 list(agg[2]),
                 eid,
-                f"{agg[0]} records moved in {agg[1]} operations within one local day",
+                Message("alert.bulk_export.daily", {"records": agg[0], "operations": agg[1]}),
             )
             if a is not None:
                 out.append(a)
@@ -405,7 +447,7 @@ class Engine:
     ) -> None:
         if n >= self.rules.bulk_destruction.records:
             eid = ev["event_id"]
-            summary = f"{action} of {n} records in one operation by an actor that is not an approved job"
+            summary = Message("alert.bulk_destruction", {"action": action, "records": n})
             self._single(out, "bulk_destruction", f"event:{eid}", ts, ts, aid, kind, ev, n, summary)
 
     def _volume(self, out: list[Alert], ev: Mapping[str, Any], t: _Time, aid: str, actor: Mapping[str, str]) -> None:
@@ -435,7 +477,7 @@ class Engine:
                 0,
                 list(agg[2]),
                 ev["event_id"],
-                f"{agg[1]} operations in one hour; threshold from the baseline {agg[0]:.0f}",
+                Message("alert.volume_anomaly", {"operations": agg[1], "threshold": f"{agg[0]:.0f}"}),
             )
             if a is not None:
                 out.append(a)
@@ -530,7 +572,7 @@ class Engine:
                 0,
                 list(agg[2]),
                 eid,
-                f"{len(refs)} distinct subjects touched within {cfg.window_s // 60} min",
+                Message("alert.enumeration", {"subjects": len(refs), "minutes": cfg.window_s // 60}),
             )
             if a is not None:
                 out.append(a)
@@ -549,9 +591,14 @@ class Engine:
         cfg = self.rules.off_hours
         if not t.weekend and cfg.start_hour <= t.local_hour < cfg.end_hour:
             return
-        when = "at the weekend" if t.weekend else f"at {t.local_hour:02d}h local time"
+        hour = {"hour": f"{t.local_hour:02d}"}
         if not SENSITIVE_CATEGORIES.isdisjoint(cats):
-            self._grouped(out, "off_hours", t, aid, kind, ev, n, f"sensitive categories handled {when}")
+            sensitive = (
+                Message("alert.off_hours.sensitive_weekend")
+                if t.weekend
+                else Message("alert.off_hours.sensitive_hour", hour)
+            )
+            self._grouped(out, "off_hours", t, aid, kind, ev, n, sensitive)
             return
         if late:
             return
@@ -568,7 +615,9 @@ class Engine:
                 agg[0],
                 list(agg[2]),
                 ev["event_id"],
-                f"{agg[0]} records handled {when}",
+                Message("alert.off_hours.records_weekend", {"records": agg[0]})
+                if t.weekend
+                else Message("alert.off_hours.records_hour", {"records": agg[0], **hour}),
             )
             if a is not None:
                 out.append(a)
@@ -610,7 +659,14 @@ class Engine:
                 hits += 1
         if hits:
             self._grouped(
-                out, "after_withdrawal", t, aid, kind, ev, n, f"{action} of {hits} subjects after they withdrew consent"
+                out,
+                "after_withdrawal",
+                t,
+                aid,
+                kind,
+                ev,
+                n,
+                Message("alert.after_withdrawal", {"action": action, "subjects": hits}),
             )
 
     def _abroad(self, dest: Mapping[str, str]) -> bool:
@@ -649,7 +705,12 @@ class Engine:
                 if self._episode_open("denied_burst", key, start, cfg.window_s):
                     continue
                 self._open_episode("denied_burst", key, start)
-                who = f"{len(agg[3])} actors from one IP" if by_ip else "one actor"
+                minutes = cfg.window_s // 60
+                msg = (
+                    Message("alert.denied_burst.ip", {"operations": agg[1], "actors": len(agg[3]), "minutes": minutes})
+                    if by_ip
+                    else Message("alert.denied_burst.actor", {"operations": agg[1], "minutes": minutes})
+                )
                 a = self._alert(
                     "denied_burst",
                     key,
@@ -661,7 +722,7 @@ class Engine:
                     0,
                     list(agg[2]),
                     eid,
-                    f"{agg[1]} denied operations by {who} within {cfg.window_s // 60} min",
+                    msg,
                 )
                 if a is not None:
                     out.append(a)
@@ -730,8 +791,18 @@ class Engine:
         }
 
     @classmethod
-    def from_state(cls, rules: RuleSet, state: Mapping[str, Any]) -> Engine:
-        eng = cls(rules)
+    def from_state(
+        cls,
+        rules: RuleSet,
+        state: Mapping[str, Any],
+        *,
+        max_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+        now: float | None = None,
+    ) -> Engine:
+        """The engine a checkpoint describes. ``now`` (the restorer's clock): a watermark further
+        ahead of it than ``max_skew_s`` (left by a detector before ingestion time bounded it, after
+        a forged far-future record) is brought back to ``now``, or every event would stay late."""
+        eng = cls(rules, max_skew_s=max_skew_s)
         if state.get("version") != STATE_VERSION:
             return eng
         eng.max_ts = float(state["max_ts"])
@@ -755,6 +826,9 @@ class Engine:
         eng.withdrawn = {str(k): float(v) for k, v in state["withdrawn"].items()}
         eng.granted = {str(k): float(v) for k, v in state["granted"].items()}
         eng.seeded_before_day = int(state.get("seeded_before_day", 0))
+        if now is not None and eng.max_ts > now + max_skew_s:
+            eng.max_ts = now
+            eng.watermark = now - rules.lateness_s
         eng._next_evict = (eng.watermark // 60 + 1) * 60
         return eng
 

@@ -8,6 +8,19 @@ Two stages share one validator:
 * ``validate_wire`` checks what arrives from the broker: ``subject_refs`` only, ``producer``
   and ``hash`` present, and the hash must match the canonical encoding.
 
+This is trail's one acceptance rule: ``record()``, ``trail emit`` and ``POST /v1/events`` (all
+through the SDK's ``validate_input``) refuse, with the field named, everything the sink
+(``validate_wire``) would refuse, and more:
+
+* text that cannot be encoded as UTF-8 (a lone surrogate), anywhere, keys included;
+* an event whose final wire encoding, after pseudonymisation, with ``producer`` and ``hash``,
+  would be over ``MAX_EVENT_BYTES`` (what the sink dead-letters);
+* ``occurred_at`` before 2000-01-01, or more than the policy's clock skew (default 10 minutes,
+  ``TRAIL_MAX_CLOCK_SKEW``) ahead of this host's clock; the sink, which cannot know the
+  producer's clock, refuses only what the store cannot hold (before 1900 or after 2299);
+* ``attributes`` values (and ``consent_ref``) that look like personal data
+  (:mod:`trail.events.personal`), unless the policy turns that off.
+
 Errors name the field and the reason. They echo a value only for enumerations and only a
 short prefix of it, never free text, identifiers or anything that could be personal data.
 
@@ -23,16 +36,23 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, NotRequired, TypedDict, get_args
 
 import orjson
 
 from trail.errors import UnknownSchemaError, ValidationError
+from trail.events.personal import looks_like_personal_data
 
 SCHEMA_V1: Final = "trail.audit/v1"
 MAX_EVENT_BYTES: Final = 64 * 1024
-MAX_SUBJECTS: Final = 1000
+#: 500 subject refs take 33,499 bytes on the wire (64 hex characters, quotes and a comma each),
+#: which leaves about half of MAX_EVENT_BYTES to the rest of the event; 1,000 (the first
+#: documented maximum) took 66,999 bytes and could never fit.
+MAX_SUBJECTS: Final = 500
+#: What the sink still takes from producers of the first contract (the byte limit applies too).
+WIRE_MAX_SUBJECTS: Final = 1000
 MAX_ATTRIBUTES: Final = 32
 MAX_ID_LEN: Final = 256
 MAX_TEXT_LEN: Final = 1024
@@ -223,6 +243,35 @@ _TARGET_FIELDS: Final = {"system": True, "dataset": False, "resource": False}
 _DEST_FIELDS: Final = {"kind": True, "name": False, "region": False}
 _PRODUCER_FIELDS: Final = frozenset({"id", "seq", "prev"})
 
+#: The earliest ``occurred_at`` accepted from a service (nothing trail records predates it).
+EARLIEST_OCCURRED_AT: Final = "2000-01-01T00:00:00.000000Z"
+#: What the store's DateTime64(6) column holds; the sink refuses anything outside it.
+STORABLE_FROM: Final = "1900-01-01T00:00:00.000000Z"
+STORABLE_UNTIL: Final = "2299-12-31T23:59:59.999999Z"
+DEFAULT_MAX_CLOCK_SKEW_S: Final = 600.0
+#: Bytes the worker adds after validation besides the producer id: ``,"producer":{"id":"",
+#: "prev":"<64 hex>","seq":<up to 20 digits>}`` and ``,"hash":"<64 hex>"``.
+_PRODUCER_HASH_BYTES: Final = len(',"producer":{"id":"","prev":"","seq":}') + 64 + 20 + len(',"hash":""') + 64
+#: One subject ref on the wire: 64 hex characters in quotes, and a comma.
+_REF_BYTES: Final = 64 + 2 + 1
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The host-dependent part of the acceptance rule, for events a service hands over.
+
+    ``max_clock_skew_s``: how far ``occurred_at`` may be ahead of this host's clock.
+    ``refuse_personal_data``: refuse ``attributes`` values and ``consent_ref`` that look like
+    personal data. Both come from the settings (``TRAIL_MAX_CLOCK_SKEW``,
+    ``TRAIL_REFUSE_PERSONAL_DATA``); the defaults are the settings' defaults.
+    """
+
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    refuse_personal_data: bool = True
+
+
+DEFAULT_POLICY: Final = Policy()
+
 _ECHO_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_./0123456789")
 _TS_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -245,6 +294,46 @@ def _show(value: object) -> str:
             return repr(value)
         return f"a string of {len(value)} characters"
     return f"a {_kind(value)}"
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (Python strings may hold lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_key(key: object) -> str:
+    """A key as it may appear in an error message (a field path)."""
+    if isinstance(key, str) and 0 < len(key) <= 64 and key.isprintable() and _encodable(key):
+        return key
+    return "(a key that cannot be shown)"
+
+
+_NOT_UTF8: Final = "contains text that cannot be encoded as UTF-8 (a lone surrogate); send valid Unicode text"
+
+
+def _find_unencodable(field: str, value: object) -> str | None:
+    """The path of the first string (or key) in ``value`` that is not encodable as UTF-8."""
+    if isinstance(value, str):
+        return None if _encodable(value) else field
+    if isinstance(value, dict):
+        for i, (k, v) in enumerate(value.items()):
+            if isinstance(k, str) and not _encodable(k):
+                return f"{field}.(key {i + 1})" if field else f"(key {i + 1})"
+            found = _find_unencodable(f"{field}.{printable_key(k)}" if field else printable_key(k), v)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_unencodable(f"{field}[{i}]", item)
+            if found is not None:
+                return found
+    return None
 
 
 def _kind(value: object) -> str:
@@ -274,7 +363,7 @@ def _object(field: str, value: object, spec: Mapping[str, bool], limit: int = MA
     out: dict[str, str] = {}
     for key, val in obj.items():
         if key not in spec:
-            raise ValidationError(f"{field}.{key}", f"unknown field; allowed: {', '.join(spec)}")
+            raise ValidationError(f"{field}.{printable_key(key)}", f"unknown field; allowed: {', '.join(spec)}")
         if val is None and not spec[key]:
             continue
         out[key] = _text(f"{field}.{key}", val, limit)
@@ -326,7 +415,8 @@ def format_timestamp(dt: datetime) -> str:
     """RFC 3339, UTC, microseconds: ``2026-11-22T10:05:27.123456Z``."""
     if dt.tzinfo is None:
         raise ValidationError("occurred_at", "must carry a UTC offset (for example ...Z)")
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime writes the year 1 as "1", not "0001"
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(field: str, value: object) -> datetime:
@@ -346,7 +436,10 @@ def parse_timestamp(field: str, value: object) -> datetime:
         raise ValidationError(field, f"must be an RFC 3339 timestamp string, got {_kind(value)}")
     if dt.tzinfo is None:
         raise ValidationError(field, "must carry a UTC offset (for example ...Z)")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(field, "is outside the years 1 to 9999 once converted to UTC") from None
 
 
 def _normalise_timestamp(field: str, value: object) -> str:
@@ -376,7 +469,59 @@ def _event_id(value: object) -> str:
         raise ValidationError("event_id", "is not a UUID") from None
 
 
-def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, Any]:
+def _check_clock(occurred_at: str, policy: Policy | None) -> None:
+    """``occurred_at`` (canonical form, which orders as text) within the accepted range."""
+    if policy is None:  # the sink: what the store can hold
+        if not STORABLE_FROM <= occurred_at <= STORABLE_UNTIL:
+            raise ValidationError("occurred_at", "is outside what the store can hold (years 1900 to 2299)")
+        return
+    if occurred_at < EARLIEST_OCCURRED_AT:
+        raise ValidationError(
+            "occurred_at", "is before 2000-01-01; give the time the operation happened, in UTC (check the clock)"
+        )
+    if occurred_at > _latest_accepted(policy.max_clock_skew_s):
+        raise ValidationError(
+            "occurred_at",
+            f"is more than {_duration(policy.max_clock_skew_s)} ahead of this host's clock "
+            "(TRAIL_MAX_CLOCK_SKEW); give the time the operation happened, and check the clock",
+        )
+
+
+_latest_cache: tuple[int, float, str] = (0, 0.0, "")
+
+
+def _latest_accepted(skew_s: float) -> str:
+    """The latest acceptable ``occurred_at`` (canonical text): now plus the skew, rounded up to
+    the next second, computed once per second."""
+    global _latest_cache
+    second = int(time.time())
+    cached_second, cached_skew, text = _latest_cache
+    if cached_second != second or cached_skew != skew_s:
+        try:
+            text = format_timestamp(datetime.fromtimestamp(second + 1, UTC) + timedelta(seconds=skew_s))
+        except OverflowError:  # a skew setting of centuries: no bound
+            text = "9999-12-31T23:59:59.999999Z"
+        _latest_cache = (second, skew_s, text)
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} minutes"
+    return f"{seconds:g} seconds"
+
+
+def _check_personal_data(field: str, value: str) -> None:
+    kind = looks_like_personal_data(value)
+    if kind is not None:
+        raise ValidationError(
+            field,
+            f"looks like {kind}; attributes and consent_ref carry references (a ticket or request id), "
+            "never personal data (turn this check off with TRAIL_REFUSE_PERSONAL_DATA=false)",
+        )
+
+
+def _validate_common(raw: Mapping[str, Any], top: frozenset[str], policy: Policy | None) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ValidationError("", f"an audit event must be a JSON object, got {_kind(raw)}")
     schema = raw.get("schema", SCHEMA_V1)
@@ -384,16 +529,17 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, A
         raise UnknownSchemaError("schema", f"unknown schema {_show(schema)}; this trail accepts {SCHEMA_V1}")
     for key in raw:
         if key not in top:
-            name = key if isinstance(key, str) and len(key) <= 40 else "(a long key)"
-            raise ValidationError(name, "unknown field for trail.audit/v1")
+            raise ValidationError(printable_key(key), "unknown field for trail.audit/v1")
 
     ev: dict[str, Any] = {"schema": SCHEMA_V1}
     event_id = raw.get("event_id")
     ev["event_id"] = new_event_id() if event_id is None else _event_id(event_id)
     occurred = raw.get("occurred_at")
-    ev["occurred_at"] = (
-        format_timestamp(datetime.now(UTC)) if occurred is None else _normalise_timestamp("occurred_at", occurred)
-    )
+    if occurred is None:
+        ev["occurred_at"] = format_timestamp(datetime.now(UTC))
+    else:
+        ev["occurred_at"] = _normalise_timestamp("occurred_at", occurred)
+        _check_clock(ev["occurred_at"], policy)
 
     actor = _object("actor", raw.get("actor"), _ACTOR_FIELDS)
     _enum("actor.kind", actor["kind"], _ACTOR_KINDS, ACTOR_KINDS)
@@ -418,6 +564,8 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, A
     consent_ref = raw.get("consent_ref")
     if consent_ref is not None:
         ev["consent_ref"] = _text("consent_ref", consent_ref)
+        if policy is not None and policy.refuse_personal_data:
+            _check_personal_data("consent_ref", consent_ref)
     ev["source"] = _object("source", raw.get("source"), _SOURCE_FIELDS)
     location = raw.get("location")
     ev["location"] = {} if location is None else _object("location", location, _LOCATION_FIELDS)
@@ -436,13 +584,16 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str]) -> dict[str, A
             raise ValidationError("attributes", f"must be an object of string to string, got {_kind(attrs)}")
         if len(attrs) > MAX_ATTRIBUTES:
             raise ValidationError("attributes", f"has more than {MAX_ATTRIBUTES} keys")
+        refuse_pi = policy is not None and policy.refuse_personal_data
         for k, v in attrs.items():
             if k.__class__ is not str or not k or len(k) > MAX_ATTR_KEY_LEN:
                 raise ValidationError("attributes", f"keys must be 1 to {MAX_ATTR_KEY_LEN} characters")
             if v.__class__ is not str:
-                raise ValidationError(f"attributes.{k}", f"must be a string, got {_kind(v)}")
+                raise ValidationError(f"attributes.{printable_key(k)}", f"must be a string, got {_kind(v)}")
             if len(v) > MAX_TEXT_LEN:
-                raise ValidationError(f"attributes.{k}", f"is longer than {MAX_TEXT_LEN} characters")
+                raise ValidationError(f"attributes.{printable_key(k)}", f"is longer than {MAX_TEXT_LEN} characters")
+            if refuse_pi:
+                _check_personal_data(f"attributes.{printable_key(k)}", v)
         ev["attributes"] = dict(attrs)
     else:
         ev["attributes"] = {}
@@ -462,46 +613,68 @@ def _record_count(raw: Mapping[str, Any], n_subjects: int) -> int:
     return count
 
 
-def _list_of_ids(field: str, value: object) -> list[str]:
+def _list_of_ids(field: str, value: object, limit: int = MAX_SUBJECTS) -> list[str]:
     if value.__class__ is not list:
         raise ValidationError(field, f"must be a list of strings, got {_kind(value)}")
     items: list[Any] = value
-    if len(items) > MAX_SUBJECTS:
-        raise ValidationError(field, f"lists more than {MAX_SUBJECTS} subjects; give record_count for bulk operations")
+    if len(items) > limit:
+        raise ValidationError(field, f"lists more than {limit} subjects; give record_count for bulk operations")
     for i, item in enumerate(items):
         if item.__class__ is not str or not item:
             raise ValidationError(f"{field}[{i}]", "must be a non-empty string")
         if len(item) > MAX_ID_LEN:
             raise ValidationError(f"{field}[{i}]", f"is longer than {MAX_ID_LEN} characters")
+        if not _encodable(item):
+            raise ValidationError(f"{field}[{i}]", _NOT_UTF8)
     return items
 
 
-def validate_input(raw: Mapping[str, Any]) -> dict[str, Any]:
+def validate_input(
+    raw: Mapping[str, Any],
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    producer_id: str | None = None,
+    extra_refs: int = 0,
+) -> dict[str, Any]:
     """Validate an event as a service hands it over; returns a normalised copy.
 
     The copy keeps raw ``subject_ids`` (the SDK replaces them before sending). Missing
     ``schema``, ``event_id``, ``occurred_at``, ``outcome`` and ``record_count`` are filled;
     ``source`` must be present (the SDK fills it from its configuration first).
+
+    The size is checked as the sink will see it: each subject id replaced by its 64-hex ref
+    (plus ``extra_refs`` refs given as such), ``producer`` (of ``producer_id``, else the longest
+    one allowed) and ``hash`` added.
     """
-    ev = _validate_common(raw, _TOP_INPUT)
+    ev = _validate_common(raw, _TOP_INPUT, policy)
     subjects = raw.get("subject_ids")
     ids = [] if subjects is None else _list_of_ids("subject_ids", subjects)
     ev["subject_ids"] = ids
+    n_refs = len(ids) + extra_refs
+    if n_refs > MAX_SUBJECTS:
+        raise ValidationError(
+            "subject_ids", f"lists more than {MAX_SUBJECTS} subjects; give record_count for bulk operations"
+        )
     ev["record_count"] = _record_count(raw, len(ids))
-    _check_size(ev)
+    ev.pop("subject_ids")
+    try:
+        body = canonical_bytes(ev)
+    except orjson.JSONEncodeError:
+        bad = _find_unencodable("", ev)
+        raise ValidationError(bad or "", _NOT_UTF8) from None
+    finally:
+        ev["subject_ids"] = ids
+    pid_bytes = 4 * MAX_ID_LEN if producer_id is None else len(orjson.dumps(producer_id)) - 2
+    size = len(body) + len(',"subject_refs":[]') + n_refs * _REF_BYTES - (1 if n_refs else 0)
+    size += _PRODUCER_HASH_BYTES + pid_bytes
+    if size > MAX_EVENT_BYTES:
+        raise ValidationError(
+            "",
+            f"the event would be {size} bytes on the wire (subject ids pseudonymised), over the "
+            f"{MAX_EVENT_BYTES} byte limit; list fewer subject_ids (give record_count), or shorten "
+            "purpose and attributes",
+        )
     return ev
-
-
-def _check_size(ev: dict[str, Any]) -> None:
-    # A cheap upper-bound estimate first; encode only when the event could be near the limit.
-    estimate = 2048 + sum(len(s) + 8 for s in ev.get("subject_ids", ()))
-    estimate += sum(len(s) + 8 for s in ev.get("subject_refs", ()))
-    estimate += len(ev["purpose"]) + sum(len(k) + len(v) + 8 for k, v in ev["attributes"].items())
-    # Characters, not bytes: a non-ASCII character takes up to 4 bytes in UTF-8.
-    if estimate * 4 > MAX_EVENT_BYTES // 2:
-        size = len(canonical_bytes(ev)) + 80  # 80: the hash and producer fields added later
-        if size > MAX_EVENT_BYTES:
-            raise ValidationError("", f"encoded event is {size} bytes, over the {MAX_EVENT_BYTES} byte limit")
 
 
 def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[str, Any]:
@@ -513,9 +686,9 @@ def validate_wire(raw: Mapping[str, Any], *, check_hash: bool = True) -> dict[st
     """
     if isinstance(raw, Mapping) and "subject_ids" in raw:
         raise ValidationError("subject_ids", "raw subject ids must never leave the service; send subject_refs")
-    ev = _validate_common(raw, _TOP_WIRE)
+    ev = _validate_common(raw, _TOP_WIRE, None)
     refs = raw.get("subject_refs")
-    ref_list = [] if refs is None else _list_of_ids("subject_refs", refs)
+    ref_list = [] if refs is None else _list_of_ids("subject_refs", refs, WIRE_MAX_SUBJECTS)
     for i, ref in enumerate(ref_list):
         if _HEX64.match(ref) is None:
             raise ValidationError(f"subject_refs[{i}]", "must be 64 lowercase hex characters (HMAC-SHA256)")

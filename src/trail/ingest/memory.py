@@ -31,6 +31,7 @@ class MemoryRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
+    timestamp: int = -1  # epoch milliseconds of the append
 
 
 class MemoryLog:
@@ -65,7 +66,7 @@ class MemoryLog:
         with self.lock:
             log = self.records[p]
             offset = self.start[p] + len(log)
-            log.append(MemoryRecord(topic, partition, offset, key, value, tuple(headers)))
+            log.append(MemoryRecord(topic, partition, offset, key, value, tuple(headers), int(time.time() * 1000)))
             return offset
 
     def end(self, p: Partition) -> int:

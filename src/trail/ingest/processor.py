@@ -35,11 +35,14 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
+from trail import metrics
 from trail.ingest.errors import NoCommittedOffset, StoppedWhileFailing, WriteFailed
 from trail.ingest.step import Consumer, Partition, Polled, Record, Step, describe
 from trail.logging import get_logger
 
 NoOffsetPolicy = Literal["earliest", "latest"]
+#: How often the loop refreshes its consumer-lag gauges.
+LAG_EVERY_S = 5.0
 
 
 class Processor:
@@ -74,6 +77,7 @@ class Processor:
         self._revoked: set[Partition] = set()
         self._next: dict[Partition, int] = {}
         self._held: dict[Partition, list[Record]] = {}
+        self._lag_at = 0.0
 
     # -- control ----------------------------------------------------------------------
     def stop(self) -> None:
@@ -142,12 +146,26 @@ class Processor:
     def _round(self) -> None:
         self._apply_backpressure()
         polled = self._poll(self.poll_timeout_s, self.step.room())
+        started = time.monotonic()
         if self._rebalanced:
             self._rebalanced = False
             self._call(self.step.flush)  # what it holds of the partitions it kept
         if polled:
+            metrics.BATCH_RECORDS.labels(self.name).observe(sum(len(r) for r in polled.values()))
             self.step.submit(polled)
         self._call(self.step.poll)
+        if polled:
+            metrics.STEP_SECONDS.labels(self.name).observe(time.monotonic() - started)
+        if started - self._lag_at >= LAG_EVERY_S:
+            self._lag_at = started
+            self._report_lag()
+
+    def _report_lag(self) -> None:
+        """The consumer lag gauge of every owned partition (from the client's own metadata)."""
+        for p in self.consumer.assignment():
+            high, nxt = self.consumer.highwater(p), self._next.get(p)
+            if high is not None and nxt is not None:
+                metrics.CONSUMER_LAG.labels(self.name, p.topic, str(p.partition)).set(max(0, high - nxt))
 
     def _apply_backpressure(self) -> None:
         consumer = self.consumer
@@ -211,6 +229,7 @@ class Processor:
                 work()
             except WriteFailed as exc:
                 self.failures += 1
+                metrics.WRITE_FAILURES.labels(self.name).inc()
                 self.log.error(f"{self.name}.{exc.event}", error=str(exc), retry_in_s=round(delay, 3))
                 if not self._stopping:
                     failed = True

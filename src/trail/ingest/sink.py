@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from trail import metrics
 from trail.errors import SinkHalted as SinkHalted
 from trail.errors import StoreError, TrailError
 from trail.events.wire import Rejected, decode
@@ -189,11 +190,14 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
                 batch.number = self.inserts_begun
             try:
                 if rows:
+                    started = time.monotonic()
                     self._writes.run(
                         lambda: self.store.insert_events(rows, timeout_s=self.cfg.write_timeout_s),
                         self.cfg.write_timeout_s,
                         f"insert of {len(rows)} events",
                     )
+                    metrics.INSERT_SECONDS.observe(time.monotonic() - started)
+                    metrics.EVENTS_STORED.inc(len(rows))
             except (StoreError, WriteTimeout) as exc:
                 self.stats.store_failures += 1
                 raise WriteFailed("store_unavailable", f"{exc} ({len(rows)} rows)") from exc
@@ -274,3 +278,11 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
             log.warning("sink.deadlettered", partition=rec.partition, offset=rec.offset, reason=reason)
         if not self._deadletters.send_all(self.cfg.deadletter_topic, records):
             raise TrailError("the dead-letter topic did not acknowledge; nothing was committed")
+        for _, reason in dead:
+            metrics.DEAD_LETTERS.labels(reason=reason_label(reason)).inc()
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label for a dead letter's reason: the field (or kind) it names, not the text."""
+    head = reason.split(":", 1)[0].strip()
+    return head[:48] if head and len(head.split()) <= 3 else "other"

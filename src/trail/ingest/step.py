@@ -40,6 +40,10 @@ class Record(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int:
+        """When the record was appended (or produced), in epoch milliseconds; -1 when unknown."""
+        ...
 
 
 Polled = Mapping[Partition, Sequence[Record]]

@@ -49,6 +49,8 @@ class Sealer:
         self.pending: dict[str, dict[int, tuple[str, str]]] = {}
         self.last: Checkpoint | None = None
         self.sealed_events = 0
+        #: A checkpoint in the file whose store copy failed: stored before anything new is signed.
+        self._unstored: Checkpoint | None = None
         self._load()
 
     # -- state ------------------------------------------------------------------------
@@ -90,6 +92,9 @@ class Sealer:
     def seal(self) -> Checkpoint | None:
         """Seal everything contiguous; returns the checkpoint, or None when nothing is new."""
         with self._lock:
+            if self._unstored is not None:  # finish the last one before signing its successor
+                self._store_checkpoint(self._unstored)
+                self._unstored = None
             ranges: list[Range] = []
             leaves: list[str] = []
             advanced: dict[str, tuple[int, str]] = {}
@@ -118,12 +123,8 @@ class Sealer:
                 key_id=self.key.public.key_id,
             ).signed(self.key)
             self.file.append(cp.record())
-            self._store_checkpoint(cp)
-            if self.publish is not None:
-                try:
-                    self.publish(_dumps(cp.record()))
-                except Exception as exc:  # noqa: BLE001  # the file and the store already hold it
-                    log.warning("sealer.publish_failed", seq=cp.seq, error=type(exc).__name__)
+            # The file holds it: from here it is the head of the chain, whatever happens to the
+            # copies (a failed store write is retried before the next checkpoint, never re-signed).
             for pid, new_tip in advanced.items():
                 self.tips[pid] = new_tip
                 waiting = self.pending[pid]
@@ -133,6 +134,14 @@ class Sealer:
                     del self.pending[pid]
             self.last = cp
             self.sealed_events += cp.count
+            self._unstored = cp
+            self._store_checkpoint(cp)
+            self._unstored = None
+            if self.publish is not None:
+                try:
+                    self.publish(_dumps(cp.record()))
+                except Exception as exc:  # noqa: BLE001  # the file and the store already hold it
+                    log.warning("sealer.publish_failed", seq=cp.seq, error=type(exc).__name__)
             log.info("sealer.checkpoint", seq=cp.seq, events=cp.count, producers=len(ranges), root=cp.root[:16])
             return cp
 

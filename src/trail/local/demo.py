@@ -22,16 +22,22 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from trail.api.client import ApiClient
 from trail.config import Settings
 from trail.errors import UsageError
 from trail.events.model import LegalBasis, Location, Target
+from trail.integrity.keys import load_public_key
 from trail.local.stack import LocalStack
+from trail.rights.compliance import check
+from trail.rights.render import render_report
 from trail.sdk.client import Client
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.transport import KafkaTransport
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 N_SUBJECTS = 2000
+#: The port `make demo` suggests for the console of `trail up` on its data (any free port works).
+CONSOLE_PORT = 8470
 EXPORT_RECORDS = 50_000
 EXPORT_PARTS = 4
 
@@ -300,6 +306,48 @@ def _integrity(stack: LocalStack, settings: Settings, event_id: str, echo: Any) 
     return report.intact, not problems
 
 
+def _reports(stack: LocalStack, settings: Settings, featured: str, echo: Any) -> bool:
+    """A subject report for one demo customer and the compliance report for the demo day, through
+    the API as the local principal (both audited), written under ``DATA_DIR/reports``."""
+    out_dir = settings.data_dir / "reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    api = ApiClient(stack.api_url, settings.local_token_path.read_text().strip())
+    day = _day_start()
+    subject = api.post(
+        "/v1/subjects/report",
+        {"subject_id": featured, "purpose": "demo: the customer's access request (PIPL Art. 45)"},
+    )
+    compliance = api.post(
+        "/v1/compliance/report",
+        {"from": day.strftime("%Y-%m-%dT%H:%M:%SZ"), "to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+    )
+    written = []
+    for kind, report, forms in (
+        ("subject_report", subject, (("zh", "md"), ("en", "html"), ("zh", "pdf"), ("en", "json"))),
+        ("compliance_report", compliance, (("zh", "md"), ("en", "html"), ("zh", "pdf"), ("en", "json"))),
+    ):
+        for lang, fmt in forms:
+            path = out_dir / (f"{kind}.json" if fmt == "json" else f"{kind}.{lang}.{fmt}")
+            path.write_bytes(render_report(kind, report, lang=lang, fmt=fmt))
+            written.append(path.name)
+    signed = check(compliance, load_public_key(settings.public_key_path))["valid"]
+    echo(
+        f"  subject report for one customer: {len(subject['events'])} operations, "
+        f"{len(subject['recipients'])} recipients, {len(subject['lookups'])} lookups of them in the trail"
+    )
+    echo(
+        f"  compliance report for the demo day: {compliance['events_total']['events']} operations, "
+        f"{compliance['bulk_operations']['total']} bulk operations flagged, signature "
+        f"{'checks' if signed else 'DOES NOT CHECK'} (key {compliance['signature']['key_id']})"
+    )
+    echo(f"  reports in {out_dir}: {', '.join(written)}")
+    echo(
+        f"    check offline: trail compliance check {out_dir / 'compliance_report.json'} --public-key "
+        f"{settings.public_key_path}"
+    )
+    return bool(subject["events"]) and signed
+
+
 def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
     started = time.monotonic()
     _prepare_dir(settings, fresh)
@@ -361,6 +409,7 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         # The deliveries' audit events travel through the broker too: seal only once they are stored.
         stack.wait_stored(plan["sent"] + audit_events, timeout=60)
         intact, proof_ok = _integrity(stack, settings, export[0]["event_id"] if export else "", echo)
+        reports_ok = _reports(stack, settings, plan["featured"], echo)
     finally:
         stack.stop()
     ok = (
@@ -372,10 +421,16 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
         and proof_ok
         and alerted
         and breach_ok
+        and reports_ok
     )
     echo(f"  done in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
     echo(
         f"  explore: trail up --data-dir {settings.data_dir}   then   trail query events --data-dir "
         f"{settings.data_dir} --action export"
+    )
+    port = settings.api_port or CONSOLE_PORT
+    echo(
+        f"  console: TRAIL_API_PORT={port} trail up --data-dir {settings.data_dir}   then open "
+        f"http://{settings.api_host}:{port}/console/ and log in with the token in {settings.local_token_path}"
     )
     return 0 if ok else 1

@@ -102,32 +102,64 @@ def build_compliance_report(
     if period.start is None or period.end is None:
         raise ValidationError("from", "a compliance report covers a period: give --from and --to")
     q = PeriodQueries(store, period.start, period.end)
-    total = q.total()
-    by_action = q.by("action")
-    by_basis = q.by("legal_basis")
-    third, abroad = q.provisions("third_party"), q.provisions("abroad")
+    a = q.scalars()
+    g = q.groupings()
+    cats = q.by_category()
+    rec = q.by_recipient()
     alerts = q.alerts_by_rule()
     access_total = q.access_total()
+
+    def figure(**columns: str) -> dict[str, Any]:
+        """A figure of the scalars' scan: its values, the query, and which result columns they are."""
+        return {k: int(a.get(c) or 0) for k, c in columns.items()} | {"query": a["query"], "columns": columns}
+
+    def grouped(dimension: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [
+            {**{k: r[k] for k in keys}, "events": int(r["events"]), "records": int(r["records"])}
+            for r in g["rows"]
+            if r["dimension"] == dimension
+        ]
+
+    def provision(kind: str) -> dict[str, Any]:
+        out = figure(events=f"{kind}_events", records=f"{kind}_records", recipients=f"{kind}_recipients")
+        rows = [{k: v for k, v in r.items() if k != "kind"} for r in rec["rows"] if r["kind"] == kind]
+        out["by_recipient"] = {"rows": rows, "query": rec["query"], "where": f"kind = '{kind}'"}
+        return out
+
+    by_action = grouped("action", ("action",))
+    by_basis = grouped("legal_basis", ("legal_basis",))
+    deletions = [
+        {"action": x, "events": int(a.get(f"{x}_events") or 0), "records": int(a.get(f"{x}_records") or 0)}
+        for x in ("delete", "destroy", "anonymize", "deidentify")
+        if a.get(f"{x}_events")
+    ]
     return {
         "kind": KIND,
         "generated_at": format_timestamp(now or datetime.now(UTC)),
         "period": period.as_dict(),
         "articles": SECTIONS,
-        "events_total": {
-            "events": int(total.get("events") or 0),
-            "records": int(total.get("records") or 0),
-            "query": total["query"],
+        "events_total": figure(events="events", records="records"),
+        "by_action": {"items": _rows_to_map(by_action, "action"), "query": g["query"], "where": "dimension = 'action'"},
+        "by_legal_basis": {
+            "items": _rows_to_map(by_basis, "legal_basis"),
+            "query": g["query"],
+            "where": "dimension = 'legal_basis'",
         },
-        "by_action": {"items": _rows_to_map(by_action["rows"], "action"), "query": by_action["query"]},
-        "by_legal_basis": {"items": _rows_to_map(by_basis["rows"], "legal_basis"), "query": by_basis["query"]},
-        "by_purpose": q.by("purpose"),
-        "by_category": q.by("category"),
-        "by_system": q.by_system(),
-        "sensitive": q.sensitive(),
-        "sensitive_without_consent": q.sensitive_without_consent(),
+        "by_purpose": {"rows": grouped("purpose", ("purpose",)), "query": g["query"], "where": "dimension = 'purpose'"},
+        "by_category": cats,
+        "by_system": {
+            "rows": grouped("system", ("system", "dataset")),
+            "query": g["query"],
+            "where": "dimension = 'system'",
+        },
+        "sensitive": figure(events="sensitive_events", records="sensitive_records"),
+        "sensitive_without_consent": figure(events="without_consent_events", records="without_consent_records"),
         "bulk_operations": q.bulk(),
-        "provisions": {"third_party": third, "abroad": abroad},
-        "deletion": {"by_action": q.deletions(), "retention_records": q.retention_records()},
+        "provisions": {"third_party": provision("third_party"), "abroad": provision("abroad")},
+        "deletion": {
+            "by_action": {"rows": deletions, "query": a["query"], "columns": "<action>_events, <action>_records"},
+            "retention_records": q.retention_records(),
+        },
         "alerts_by_rule": {"items": _rows_to_map(alerts["rows"], "rule"), "query": alerts["query"]},
         "incidents": incidents_section(incidents, period),
         "requests": dict(requests) if requests is not None else {"total": 0, "query": "trail requests list"},

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from trail.access.recorder import ACCESS_SERVICE
 from trail.errors import ValidationError
 from trail.events.model import SENSITIVE_CATEGORIES, format_timestamp, parse_timestamp
+from trail.storage.reports import subject_rows
 from trail.storage.store import Store
 
 #: At most this many of the person's events in one report (a person with more gets a clear error).
@@ -59,49 +59,49 @@ def period_of(start: str | None, end: str | None) -> Period:
     return p
 
 
-def _actor(ev: dict[str, Any], show_staff: bool) -> dict[str, str]:
-    a = ev["actor"]
-    out = {"kind": a["kind"]}
-    if a["kind"] != "staff" or show_staff:
-        out["id"] = a["id"]
-    for k in ("role", "department"):
-        if a.get(k):
-            out[k] = a[k]
+def _actor(row: dict[str, Any], show_staff: bool) -> dict[str, str]:
+    out = {"kind": row["actor_kind"]}
+    if row["actor_kind"] != "staff" or show_staff:
+        out["id"] = row["actor_id"]
+    if row["actor_role"]:
+        out["role"] = row["actor_role"]
+    if row["actor_department"]:
+        out["department"] = row["actor_department"]
     return out
 
 
-def event_row(ev: dict[str, Any], show_staff: bool) -> dict[str, Any]:
-    cats = list(ev["data_categories"])
-    dest = ev.get("destination") or {}
-    row: dict[str, Any] = {
-        "occurred_at": ev["occurred_at"],
-        "event_id": ev["event_id"],
-        "action": ev["action"],
-        "service": ev["source"]["service"],
-        "department": ev["actor"].get("department", ""),
-        "actor": _actor(ev, show_staff),
-        "purpose": ev["purpose"],
-        "legal_basis": ev["legal_basis"],
-        "consent_ref": ev.get("consent_ref", ""),
+def event_row(r: dict[str, Any], show_staff: bool) -> dict[str, Any]:
+    """One operation as the report shows it, from a stored row (``storage.reports.subject_rows``)."""
+    cats = list(r["data_categories"])
+    dest = {k: r[f"destination_{k}"] for k in ("kind", "name", "region") if r[f"destination_{k}"]}
+    return {
+        "occurred_at": r["occurred_at"],
+        "event_id": r["event_id"],
+        "action": r["action"],
+        "service": r["source_service"],
+        "department": r["actor_department"],
+        "actor": _actor(r, show_staff),
+        "purpose": r["purpose"],
+        "legal_basis": r["legal_basis"],
+        "consent_ref": r["consent_ref"],
         "categories": cats,
         "sensitive": sorted(c for c in cats if c in SENSITIVE_CATEGORIES),
-        "system": ev["target"]["system"],
-        "dataset": ev["target"].get("dataset", ""),
-        "recipient": {k: dest[k] for k in ("kind", "name", "region") if dest.get(k)} if dest else None,
-        "deletion": ev["action"] in DELETING,
-        "anonymisation": ev["action"] in ANONYMISING,
-        "outcome": ev["outcome"],
+        "system": r["target_system"],
+        "dataset": r["target_dataset"],
+        "recipient": dest or None,
+        "deletion": r["action"] in DELETING,
+        "anonymisation": r["action"] in ANONYMISING,
+        "outcome": r["outcome"],
     }
-    return row
 
 
-def lookup_row(ev: dict[str, Any], show_staff: bool) -> dict[str, Any]:
+def lookup_row(r: dict[str, Any], show_staff: bool) -> dict[str, Any]:
     return {
-        "occurred_at": ev["occurred_at"],
-        "by": _actor(ev, show_staff),
-        "purpose": ev["purpose"],
-        "endpoint": ev["target"].get("resource", ""),
-        "outcome": ev["outcome"],
+        "occurred_at": r["occurred_at"],
+        "by": _actor(r, show_staff),
+        "purpose": r["purpose"],
+        "endpoint": r["target_resource"],
+        "outcome": r["outcome"],
     }
 
 
@@ -177,18 +177,10 @@ def build_subject_report(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The report's JSON form, from the person's keyed reference."""
-    events = store.find_events(
-        subject_ref=subject_ref,
-        since=period.start,
-        until=period.end,
-        limit=MAX_EVENTS + 1,
-        exclude_service=ACCESS_SERVICE,
-    )
+    events = subject_rows(store, subject_ref, period.start, period.end, access_log=False, limit=MAX_EVENTS + 1)
     if len(events) > MAX_EVENTS:
         raise ValidationError("from", f"more than {MAX_EVENTS} events in the period; give a shorter --from/--to")
-    looked = store.find_events(
-        subject_ref=subject_ref, since=period.start, until=period.end, limit=MAX_EVENTS, service=ACCESS_SERVICE
-    )
+    looked = subject_rows(store, subject_ref, period.start, period.end, access_log=True, limit=MAX_EVENTS)
     rows = [event_row(e, show_staff) for e in events]
     held = holders(rows)
     current = [h for h in held if not h["deleted_at"]]

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from trail.config import Settings, kafka_options, load_settings, resolve_bootstrap
+from trail.events.model import Policy
 from trail.sdk.client import Client, ClientStats, Operation
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.transport import CallbackTransport, KafkaTransport, Transport
@@ -36,7 +37,13 @@ __all__ = [
     "Pseudonymiser",
     "Transport",
     "connect",
+    "policy_for",
 ]
+
+
+def policy_for(settings: Settings) -> Policy:
+    """The acceptance policy of the settings (``TRAIL_MAX_CLOCK_SKEW``, ``TRAIL_REFUSE_PERSONAL_DATA``)."""
+    return Policy(max_clock_skew_s=settings.max_clock_skew, refuse_personal_data=settings.refuse_personal_data)
 
 
 def connect(service: str, *, settings: Settings | None = None, **options: Any) -> Client:
@@ -50,5 +57,5 @@ def connect(service: str, *, settings: Settings | None = None, **options: Any) -
         subject_key=s.require_subject_key(),
         spool_dir=s.effective_spool_dir,
         spool_max_bytes=s.spool_max_bytes,
-        **options,
+        **{"policy": policy_for(s), **options},
     )

@@ -14,10 +14,15 @@ What happens where:
 
 Nothing is dropped silently: the only way an event is not accepted is an exception from
 ``record`` (:class:`ValidationError`, :class:`SpoolFullError`, :class:`ClientClosedError`).
+``record`` applies trail's acceptance rule (:mod:`trail.events.model`), which refuses everything
+the sink would; should the worker still meet an event it cannot send, it sets that one aside
+(logged as an internal error, counted in ``stats.refused``, listed in ``refused_events``) without
+giving it a sequence number, and sends the rest of its batch.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -33,7 +38,16 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, Unpack
 
 from trail.errors import ClientClosedError, SpoolFullError, TransportUnavailable, ValidationError
-from trail.events.model import _HEX64, EventFields, canonical_bytes, new_event_id, validate_input
+from trail.events.model import (
+    _HEX64,
+    DEFAULT_POLICY,
+    MAX_EVENT_BYTES,
+    EventFields,
+    Policy,
+    canonical_bytes,
+    new_event_id,
+    validate_input,
+)
 from trail.files import open_private, private_dir
 from trail.logging import get_logger
 from trail.sdk.progress import Journal, journal_files, progress_record, read_journal
@@ -58,6 +72,9 @@ class ClientStats:
     replayed: int = 0
     overflowed: int = 0
     transport_failures: int = 0
+    #: Events ``record`` accepted that the worker could not send (an acceptance-rule gap: logged
+    #: as an internal error, each alone; the others of its batch are sent).
+    refused: int = 0
     last_error: str | None = None
 
 
@@ -96,10 +113,12 @@ class Client:
         linger_s: float = 0.005,
         retry_interval_s: float = 1.0,
         defaults: Mapping[str, Any] | None = None,
+        policy: Policy = DEFAULT_POLICY,
         heartbeat_s: float = 1.0,
         durable: bool = False,
     ) -> None:
         self.service = service
+        self.policy = policy
         self.host = host or socket.gethostname()
         self.source = {"service": service, "host": self.host, "environment": environment}
         self.location = dict(location or {})
@@ -113,6 +132,9 @@ class Client:
         self._linger = linger_s
         self._retry_interval = retry_interval_s
         self.stats = ClientStats()
+        #: ``(event_id, reason)`` of the latest events the worker refused (at most 1,000), so a
+        #: caller that holds the ids (``trail emit``) can say which ones were not sent.
+        self.refused_events: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
 
         # Spool (the worker's) and overflow journal (callers', under _order_lock).
         spool_root = private_dir(spool_dir)
@@ -168,7 +190,7 @@ class Client:
             raw["source"] = self.source
         if "location" not in raw and self.location:
             raw["location"] = self.location
-        ev = validate_input(raw)
+        ev = validate_input(raw, self.policy, producer_id=self.producer_id)
         ids = ev.pop("subject_ids")
         ev["subject_refs"] = self._pseudo.refs(ids) if ids else []
         self._enqueue(ev)
@@ -188,7 +210,7 @@ class Client:
             fields["source"] = self.source
         if "location" not in fields and self.location:
             fields["location"] = self.location
-        ev = validate_input(fields)
+        ev = validate_input(fields, self.policy, producer_id=self.producer_id, extra_refs=len(subject_refs))
         ev.pop("subject_ids", None)
         ev["subject_refs"] = list(subject_refs)
         self._enqueue(ev)
@@ -298,7 +320,7 @@ class Client:
         op = Operation(fields=dict(fields))
         probe = {**self.defaults, **op.fields}
         probe.setdefault("source", self.source)
-        validate_input(probe)  # fail before the handler runs, not after
+        validate_input(probe, self.policy)  # fail before the handler runs, not after
         outcome = "success"
         try:
             yield op
@@ -356,6 +378,11 @@ class Client:
                 self._next_retry = 0.0  # a flush asks for a retry now
             self._wake.set()
         return False
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes in this client's spool waiting for the broker (a metric worth exporting)."""
+        return self._spool.size_bytes
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush (up to ``timeout``), stop the worker and close the transport.
@@ -441,20 +468,43 @@ class Client:
                 return
 
     def _encode(self, batch: list[dict[str, Any]], *, own: bool = True) -> list[bytes]:
+        """Sequence, hash and encode; an event that cannot be sent is set aside alone and takes
+        no sequence number, so it neither drops its batch nor leaves a gap in the chain. ``own``:
+        events this client accepted (counted for its progress claims), not a crashed client's."""
         out: list[bytes] = []
         pid = self.producer_id
         if own:
             self._own_sequenced += len(batch)
         for ev in batch:
-            self._seq += 1
-            ev["producer"] = {"id": pid, "seq": self._seq, "prev": self._prev}
-            body = canonical_bytes(ev)
+            seq = self._seq + 1
+            ev["producer"] = {"id": pid, "seq": seq, "prev": self._prev}
+            try:
+                body = canonical_bytes(ev)
+            except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+                self._refuse(ev, f"cannot be encoded ({type(exc).__name__})")
+                continue
             digest = sha256(body).hexdigest()
+            value = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}'
+            if len(value) > MAX_EVENT_BYTES:
+                self._refuse(ev, f"is {len(value)} bytes on the wire, over the {MAX_EVENT_BYTES} byte limit")
+                continue
+            self._seq = seq
             self._prev = digest
-            out.append(body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}')
+            out.append(value)
         return out
 
+    def _refuse(self, ev: dict[str, Any], reason: str) -> None:
+        ev.pop("producer", None)
+        self.stats.refused += 1
+        self.stats.last_error = f"event refused by the worker: {reason}"
+        self.refused_events.append((str(ev.get("event_id")), reason))
+        log.error(
+            "sdk.event_refused", producer=self.producer_id, event_id=ev.get("event_id"), reason=reason, internal=True
+        )
+
     def _ship(self, values: list[bytes]) -> None:
+        if not values:
+            return
         if not self._broker_down and self._spool.is_empty():
             try:
                 self._transport.send(self._key, values)
@@ -462,6 +512,9 @@ class Client:
                 return
             except TransportUnavailable as exc:
                 self._mark_down(str(exc))
+            except Exception as exc:  # noqa: BLE001  # a failing transport must not lose the batch: spool it
+                log.error("sdk.transport_failed", producer=self.producer_id, error=type(exc).__name__, internal=True)
+                self._mark_down(f"transport failed: {type(exc).__name__}")
         self._spool.append(self._key, values)
         self.stats.spooled += len(values)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from trail.errors import StoreError
 from trail.storage.store import EVENT_COLUMNS, Store
 
 CHECKPOINT_COLUMNS = ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"]
@@ -93,6 +94,12 @@ def last_checkpoint_record(store: Store) -> str | None:
     return str(rows[0]["record"]) if rows else None
 
 
+def last_checkpoint_seq(store: Store) -> int:
+    """The sequence number of the newest checkpoint in the store (0: none yet)."""
+    rows = store.query("SELECT max(seq) AS s FROM {db}.checkpoints")
+    return int(rows[0]["s"] or 0) if rows else 0
+
+
 def checkpoint_record(store: Store, seq: int) -> str | None:
     rows = store.query("SELECT record FROM {db}.checkpoints WHERE seq = {s:UInt64} LIMIT 1", {"s": seq})
     return str(rows[0]["record"]) if rows else None
@@ -169,13 +176,19 @@ def insert_retention_record(store: Store, seq: int, digest: str, created_at: str
 
 
 def delete_range(store: Store, producer_id: str, first: int, last: int) -> None:
-    """Delete one producer's events from ``first`` to ``last`` and their subject index rows."""
+    """Delete one producer's events from ``first`` to ``last`` and their index rows."""
+    if store.cluster:
+        raise StoreError(
+            "retention on a ClickHouse cluster is not supported yet: the deletions would have to run on each "
+            "shard's local tables; expire with the tables' TTL or per shard, then record it"
+        )
     cond = "producer_id = {p:String} AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64}"
     params = {"p": producer_id, "a": first, "b": last}
-    store.command(
-        f"DELETE FROM {{db}}.subject_index WHERE event_id IN (SELECT event_id FROM {{db}}.events WHERE {cond})",
-        params,
-    )
+    for index in ("subject_index", "actor_index"):
+        store.command(
+            f"DELETE FROM {{db}}.{index} WHERE event_id IN (SELECT event_id FROM {{db}}.events WHERE {cond})",
+            params,
+        )
     store.command(f"ALTER TABLE {{db}}.events DELETE WHERE {cond} SETTINGS mutations_sync = 2", params)
 
 

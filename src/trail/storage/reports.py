@@ -60,57 +60,58 @@ class PeriodQueries:
         row = out["rows"][0] if out["rows"] else {}
         return {**row, "query": sql}
 
-    # ------------------------------------------------------------------ inventory
-    def total(self) -> dict[str, Any]:
-        return self.one(f"SELECT count() AS events, sum(record_count) AS records FROM {self.events}")
+    # ------------------------------------------------------------------ the period's operations
+    # Four scans of the period (each deduplicated by event_id) give every figure of the inventory,
+    # sensitive PI, provision and deletion sections: each figure names its query and the columns
+    # of that query's result it comes from.
+    def scalars(self) -> dict[str, Any]:
+        """Totals, sensitive PI, consent coverage, provision and deletion counts, in one scan."""
+        sens = f"hasAny(data_categories, {_SENSITIVE}) AND outcome != 'denied'"
+        swc = f"{sens} AND (legal_basis NOT IN ('consent', 'law') OR (legal_basis = 'consent' AND consent_ref = ''))"
+        cols = [
+            "count() AS events",
+            "sum(record_count) AS records",
+            f"countIf({sens}) AS sensitive_events",
+            f"sumIf(record_count, {sens}) AS sensitive_records",
+            f"countIf({swc}) AS without_consent_events",
+            f"sumIf(record_count, {swc}) AS without_consent_records",
+        ]
+        for kind in ("third_party", "abroad"):
+            cond = f"destination_kind = '{kind}' AND outcome = 'success'"
+            cols += [
+                f"countIf({cond}) AS {kind}_events",
+                f"sumIf(record_count, {cond}) AS {kind}_records",
+                f"uniqExactIf(destination_name, {cond}) AS {kind}_recipients",
+            ]
+        for action in ("delete", "destroy", "anonymize", "deidentify"):
+            cond = f"action = '{action}' AND outcome = 'success'"
+            cols += [f"countIf({cond}) AS {action}_events", f"sumIf(record_count, {cond}) AS {action}_records"]
+        return self.one(f"SELECT {', '.join(cols)} FROM {self.events}")
 
-    def by(self, column: str, limit: int = 100) -> dict[str, Any]:
-        expr = "arrayJoin(data_categories)" if column == "category" else column
+    def groupings(self, limit: int = 100) -> dict[str, Any]:
+        """Operations and records by action, legal basis, purpose and system/dataset, in one scan
+        (GROUPING SETS; ``dimension`` says which grouping a row belongs to)."""
         return self.run(
-            f"SELECT {expr} AS {column}, count() AS events, sum(record_count) AS records FROM {self.events} "
-            f"GROUP BY {column} ORDER BY events DESC, {column} LIMIT {int(limit)}"
+            "SELECT multiIf(grouping(action) = 0, 'action', grouping(legal_basis) = 0, 'legal_basis', "
+            "grouping(purpose) = 0, 'purpose', 'system') AS dimension, action, legal_basis, purpose, "
+            "target_system AS system, target_dataset AS dataset, count() AS events, sum(record_count) AS records "
+            f"FROM {self.events} GROUP BY GROUPING SETS ((action), (legal_basis), (purpose), "
+            "(target_system, target_dataset)) ORDER BY dimension, events DESC, action, legal_basis, purpose, system, "
+            f"dataset SETTINGS group_by_use_nulls = 0"
         )
 
-    def by_system(self) -> dict[str, Any]:
+    def by_category(self, limit: int = 100) -> dict[str, Any]:
         return self.run(
-            "SELECT target_system AS system, target_dataset AS dataset, count() AS events, "
-            f"sum(record_count) AS records FROM {self.events} GROUP BY system, dataset ORDER BY events DESC, system, "
-            "dataset LIMIT 100"
+            "SELECT arrayJoin(data_categories) AS category, count() AS events, sum(record_count) AS records "
+            f"FROM {self.events} GROUP BY category ORDER BY events DESC, category LIMIT {int(limit)}"
         )
 
-    # ------------------------------------------------------------------ sensitive PI and consent
-    def sensitive(self) -> dict[str, Any]:
-        return self.one(
-            f"SELECT count() AS events, sum(record_count) AS records FROM {self.events} "
-            f"WHERE hasAny(data_categories, {_SENSITIVE}) AND outcome != 'denied'"
-        )
-
-    def sensitive_without_consent(self) -> dict[str, Any]:
-        return self.one(
-            f"SELECT count() AS events, sum(record_count) AS records FROM {self.events} "
-            f"WHERE hasAny(data_categories, {_SENSITIVE}) AND outcome != 'denied' "
-            "AND (legal_basis NOT IN ('consent', 'law') OR (legal_basis = 'consent' AND consent_ref = ''))"
-        )
-
-    # ------------------------------------------------------------------ provision, deletion
-    def provisions(self, kind: str) -> dict[str, Any]:
-        out = self.one(
-            f"SELECT count() AS events, sum(record_count) AS records, uniqExact(destination_name) AS recipients "
-            f"FROM {self.events} WHERE destination_kind = '{kind}' AND outcome = 'success'"
-        )
-        named = self.run(
-            "SELECT destination_name AS recipient, destination_region AS region, count() AS events, "
-            f"sum(record_count) AS records FROM {self.events} WHERE destination_kind = '{kind}' "
-            "AND outcome = 'success' GROUP BY recipient, region ORDER BY events DESC, recipient LIMIT 100"
-        )
-        out["by_recipient"] = named
-        return out
-
-    def deletions(self) -> dict[str, Any]:
+    def by_recipient(self) -> dict[str, Any]:
         return self.run(
-            f"SELECT action, count() AS events, sum(record_count) AS records FROM {self.events} "
-            "WHERE action IN ('delete', 'destroy', 'anonymize', 'deidentify') AND outcome = 'success' "
-            "GROUP BY action ORDER BY action"
+            "SELECT destination_kind AS kind, destination_name AS recipient, destination_region AS region, "
+            f"count() AS events, sum(record_count) AS records FROM {self.events} "
+            "WHERE destination_kind IN ('third_party', 'abroad') AND outcome = 'success' "
+            "GROUP BY kind, recipient, region ORDER BY kind, events DESC, recipient LIMIT 200"
         )
 
     def retention_records(self) -> dict[str, Any]:
@@ -164,3 +165,45 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and v != v:  # NaN (a median over nothing)
         return None
     return v
+
+
+#: The columns the subject report shows: the heavy ones (hash chain, subject refs, attributes) are
+#: not read, which is most of the cost when a busy person's events touch every granule of a month.
+SUBJECT_COLUMNS: Final = (
+    "occurred_at, actor_kind, actor_id, actor_role, actor_department, action, data_categories, purpose, "
+    "legal_basis, consent_ref, source_service, target_system, target_dataset, target_resource, destination_kind, "
+    "destination_name, destination_region, outcome"
+)
+
+
+def subject_rows(
+    store: Store,
+    subject_ref: str,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    access_log: bool,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One person's events (or, with ``access_log``, the access log's lookups of them), oldest first,
+    once per event, with only the columns the subject report shows."""
+    where = [
+        "(occurred_at, event_id) IN "
+        "(SELECT occurred_at, event_id FROM {db}.subject_index WHERE subject_ref = {ref:String})",
+        "source_service = {svc:String}" if access_log else "source_service != {svc:String}",
+    ]
+    params: dict[str, Any] = {"ref": subject_ref, "svc": ACCESS_SERVICE, "limit": int(limit)}
+    if since is not None:
+        where.append("occurred_at >= {since:DateTime64(6, 'UTC')}")
+        params["since"] = since
+    if until is not None:
+        where.append("occurred_at < {until:DateTime64(6, 'UTC')}")
+        params["until"] = until
+    rows = store.query(
+        f"SELECT toString(event_id) AS event_id, {SUBJECT_COLUMNS} FROM {{db}}.events WHERE {' AND '.join(where)} "
+        "ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {limit:UInt64}",
+        params,
+    )
+    for r in rows:
+        r["occurred_at"] = _plain(r["occurred_at"])
+    return rows

@@ -15,13 +15,13 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import resources
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trail.errors import StoreError
 from trail.events.model import format_timestamp
 from trail.logging import get_logger
+from trail.storage.schema import cluster_preamble, load_migrations, rewrite, statements
 
 log = get_logger("trail.storage")
 
@@ -63,28 +63,6 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 _SELECT = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def load_migrations() -> list[Migration]:
-    """The numbered, append-only migrations shipped in ``trail/storage/migrations``."""
-    out = []
-    for entry in resources.files("trail.storage").joinpath("migrations").iterdir():
-        m = re.match(r"^(\d{4})_(.+)\.sql$", entry.name)
-        if m:
-            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    return sorted(out, key=lambda mig: mig.version)
-
-
-def _statements(sql: str) -> list[str]:
-    text = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
-    return [s.strip() for s in text.split(";") if s.strip()]
 
 
 def events_to_columns(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
@@ -234,11 +212,15 @@ class Gap:
 class Store:
     """One connection to the store and the database holding trail's tables."""
 
-    def __init__(self, dsn: str, database: str = "trail") -> None:
+    def __init__(self, dsn: str, database: str = "trail", *, cluster: str | None = None) -> None:
         if not _DB_NAME.match(database):
             raise StoreError(f"database name {database!r} is not a plain identifier")
+        if cluster is not None and not _DB_NAME.match(cluster):
+            raise StoreError(f"cluster name {cluster!r} is not a plain identifier")
         self.dsn = dsn
         self.db = database
+        #: The ClickHouse cluster the tables are sharded and replicated over (None: one server).
+        self.cluster = cluster
         self._lock = threading.RLock()
         try:
             import clickhouse_connect
@@ -259,10 +241,35 @@ class Store:
         with self._lock:
             try:
                 result = self._client.query(sql.replace("{db}", self.db), parameters=parameters)
+                rows = result.result_rows  # converted here, lazily: a conversion error surfaces now
+            except (ValueError, OverflowError):
+                # A stored time the driver cannot turn into a datetime (one wild row, e.g. the last
+                # microsecond of year 9999): read the times as integers and convert them here.
+                return self._query_exact_times(sql, parameters)
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"store query failed: {_short(exc)}") from None
             names = result.column_names
-            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+            return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def _query_exact_times(self, sql: str, parameters: dict[str, Any] | None) -> list[dict[str, Any]]:
+        try:
+            result = self._client.query(
+                sql.replace("{db}", self.db),
+                parameters=parameters,
+                query_formats={"DateTime64": "int", "DateTime": "int", "Date": "int", "Date32": "int"},
+            )
+            rows = result.result_rows
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"store query failed: {_short(exc)}") from None
+        names = result.column_names
+        converters = [_exact_time(t.name) for t in result.column_types]
+        return [
+            {
+                n: (conv(v) if conv is not None and isinstance(v, int) else v)
+                for n, conv, v in zip(names, converters, row, strict=True)
+            }
+            for row in rows
+        ]
 
     def stream_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> Iterator[list[tuple[Any, ...]]]:
         """Blocks of row tuples, for reads too large to hold at once (holds the store lock)."""
@@ -291,20 +298,26 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> list[int]:
-        """Apply the migrations not yet applied; returns the versions applied now."""
-        self.command("CREATE DATABASE IF NOT EXISTS {db}")
-        self.command(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-            "ENGINE = MergeTree ORDER BY version"
-        )
+        """Apply the migrations not yet applied; returns the versions applied now. On a cluster
+        (``cluster``), each statement in its cluster form (:mod:`trail.storage.schema`)."""
+        if self.cluster:
+            for stmt in cluster_preamble(self.db, self.cluster):
+                self.command(stmt)
+        else:
+            self.command("CREATE DATABASE IF NOT EXISTS {db}")
+            self.command(
+                "CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+                "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+                "ENGINE = MergeTree ORDER BY version"
+            )
         done = {r["version"] for r in self.query("SELECT version FROM {db}.schema_migrations")}
         applied = []
         for mig in load_migrations():
             if mig.version in done:
                 continue
-            for stmt in _statements(mig.sql):
-                self.command(stmt)
+            for stmt in statements(mig.sql):
+                for each in rewrite(stmt, self.cluster, self.db) if self.cluster else [stmt]:
+                    self.command(each)
             with self._lock:
                 self._client.insert(
                     f"{self.db}.schema_migrations", [[mig.version, mig.name]], column_names=["version", "name"]
@@ -395,13 +408,23 @@ class Store:
         if category:
             where.append("has(data_categories, {category:String})")
             params["category"] = category
+        # The index tables are ordered by (key, occurred_at): the same time range bounds their read.
+        index_range = "".join(
+            f" AND occurred_at {op} {{{name}:DateTime64(6, 'UTC')}}"
+            for op, name, value in ((">=", "since", since), ("<", "until", until))
+            if value is not None
+        )
         if actor_id:
             where.append("actor_id = {actor:String}")
+            where.append(
+                "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.actor_index "
+                f"WHERE actor_id = {{actor:String}}{index_range})"
+            )
             params["actor"] = actor_id
         if subject_ref:
             where.append(
                 "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.subject_index "
-                "WHERE subject_ref = {ref:String})"
+                f"WHERE subject_ref = {{ref:String}}{index_range})"
             )
             params["ref"] = subject_ref
         order = "DESC" if newest_first else "ASC"
@@ -448,6 +471,16 @@ class Store:
         out["by_action"] = {r["action"]: {"events": r["events"], "records": r["records"]} for r in by_action}
         return {k: (int(v) if isinstance(v, int) else v) for k, v in out.items()}
 
+    def counts_by_action(self, *, since: datetime, until: datetime) -> dict[str, int]:
+        """Events (one per ``event_id``) by action with ``since <= occurred_at < until``."""
+        rows = self.query(
+            "SELECT action, uniqExact(event_id) AS events FROM {db}.events "
+            "WHERE occurred_at >= {since:DateTime64(6, 'UTC')} AND occurred_at < {until:DateTime64(6, 'UTC')} "
+            "GROUP BY action ORDER BY action",
+            {"since": since, "until": until},
+        )
+        return {r["action"]: int(r["events"]) for r in rows}
+
     def count_events(self) -> int:
         rows = self.query("SELECT uniqExact(event_id) AS n FROM {db}.events")
         return int(rows[0]["n"]) if rows else 0
@@ -474,8 +507,34 @@ class Store:
         )
 
 
-def open_store(dsn: str, database: str = "trail", *, migrate: bool = True) -> Store:
-    store = Store(dsn, database)
+_EPOCH = datetime(1970, 1, 1)
+_DT64 = re.compile(r"DateTime64\((\d+)")
+
+
+def _exact_time(type_name: str) -> Any:
+    """A converter of a time column read as integers to naive UTC datetimes (as the driver
+    gives them), exact to the microsecond and clamped to what Python can hold; None for others."""
+    base = type_name.removeprefix("Nullable(").removeprefix("LowCardinality(")
+    m = _DT64.match(base)
+    if m is not None:
+        per_us = 10 ** int(m.group(1)) / 1_000_000
+        return lambda ticks: _clamped(int(ticks / per_us) if per_us != 1 else ticks)
+    if base.startswith("DateTime"):
+        return lambda seconds: _clamped(seconds * 1_000_000)
+    if base.startswith("Date"):
+        return lambda days: _clamped(days * 86_400_000_000).date()
+    return None
+
+
+def _clamped(micros: int) -> datetime:
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return datetime.max if micros > 0 else datetime.min
+
+
+def open_store(dsn: str, database: str = "trail", *, migrate: bool = True, cluster: str | None = None) -> Store:
+    store = Store(dsn, database, cluster=cluster)
     if migrate:
         store.migrate()
     return store

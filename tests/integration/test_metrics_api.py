@@ -1,0 +1,69 @@
+"""/metrics of the API: open and unaudited, counts requests by route template and status, and
+reports open incidents by grade from the real incident store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.access_fixtures import Api, make_api
+from trail.storage.store import Store
+
+pytestmark = [pytest.mark.clickhouse]
+
+
+@pytest.fixture
+def api(tmp_path: Path, store: Store) -> Iterator[Api]:
+    yield from make_api(tmp_path, store)
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_by_route_and_status(api: Api) -> None:
+    before = api.client.get("/metrics").text
+    assert api.client.get("/v1/counts").status_code == 401
+    assert api.client.get("/v1/counts", headers=api.as_("analyst")).status_code == 200
+    assert api.client.get("/v1/counts", headers=api.as_("responder")).status_code == 403
+    resp = api.client.get("/metrics")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    after = resp.text
+    for status in ("200", "401", "403"):
+        key = {"method": "GET", "route": "/v1/counts", "status": status}
+        assert _value(after, "trail_api_requests_total", **key) == _value(before, "trail_api_requests_total", **key) + 1
+    # no trail data in the metrics: route templates, not paths with ids
+    assert "/v1/incidents/INC-" not in after
+
+
+def test_metrics_are_not_in_the_access_log(api: Api) -> None:
+    api.client.get("/metrics")
+    assert all(e["target"].get("resource") != "/metrics" for e in api.access_log())
+
+
+def _open_incidents(api: Api) -> float:
+    text = api.client.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("trail_incidents_open{"))
+
+
+def test_open_incidents_by_grade_are_read_from_the_incident_store(api: Api) -> None:
+    before = _open_incidents(api)
+    resp = api.client.post("/v1/incidents", json={"title": "Lost laptop"}, headers=api.as_("responder"))
+    assert resp.status_code in (200, 201), resp.text
+    assert _open_incidents(api) == before + 1
+
+
+def test_the_spool_of_the_api_clients_is_reported(api: Api) -> None:
+    text = api.client.get("/metrics").text
+    services = {line.split('service="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                if line.startswith("trail_spool_bytes{")}  # fmt: skip
+    assert services, text
