@@ -399,13 +399,18 @@ def broker_unreachable(work: Path, events: int = 300_000, outage_s: float = 60.0
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
         last: dict[str, int] = {}
-        out_of_order = 0
+        seen: dict[str, set[int]] = {}
+        out_of_order = resent = 0
         while any(consumer.position(tp) < end[tp] for tp in parts):
             for records in consumer.poll(timeout_ms=1000, max_records=50_000).values():
                 for r in records:
                     p = json.loads(r.value)["producer"]
-                    if p["seq"] <= last.get(p["id"], 0):
-                        out_of_order += 1
+                    mine = seen.setdefault(p["id"], set())
+                    if p["seq"] in mine:
+                        resent += 1  # a batch whose acknowledgement the cut lost, sent again
+                    elif p["seq"] < last.get(p["id"], 0):
+                        out_of_order += 1  # a new event behind a later one of its producer
+                    mine.add(p["seq"])
                     last[p["id"]] = max(p["seq"], last.get(p["id"], 0))
         consumer.close()
         audit = stack.audit(events)
@@ -414,7 +419,7 @@ def broker_unreachable(work: Path, events: int = 300_000, outage_s: float = 60.0
         stack.stop()
     passed = audit["lost"] == 0 and audit["duplicates"] == 0 and out_of_order == 0 and audit["gaps_clean"]
     return {"name": "broker_unreachable", "events": events, "services": services, "outage_s": outage_s,
-            "spooled_during_outage": spooled, "out_of_order": out_of_order, **audit, "passed": passed,
+            "spooled_during_outage": spooled, "out_of_order": out_of_order, "resent_on_topic": resent, **audit, "passed": passed,
             "elapsed_s": round(time.monotonic() - started, 1)}  # fmt: skip
 
 

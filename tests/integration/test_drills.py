@@ -4,6 +4,7 @@ clean — and a killed service's lost tail reported."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
 def check(result: dict[str, Any]) -> None:
     shown = {k: v for k, v in result.items() if k not in ("gaps", "tails")}
-    assert result["passed"], shown
+    if not result["passed"]:
+        pytest.fail(f"drill failed: {json.dumps(shown, default=str)}")
     assert {"name", "events", "lost", "duplicates", "passed"} <= set(result)
 
 
@@ -28,6 +30,9 @@ def test_sink_sigkilled_repeatedly_mid_stream(tmp_path: Path) -> None:
     assert (r["lost"], r["duplicates"], r["kills"], r["gaps_clean"], r["verify_intact"]) == (0, 0, 3, True, True)
 
 
+# kafka-python's KafkaProducer.__del__ may raise (a timeout closing a producer the SDK dropped when
+# the network was cut): noise of the library at garbage collection, not a failure of the drill.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_broker_unreachable_while_three_services_record(tmp_path: Path) -> None:
     r = drills.broker_unreachable(tmp_path, events=6_000, outage_s=6.0)
     check(r)
