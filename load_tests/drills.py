@@ -419,7 +419,8 @@ def broker_unreachable(work: Path, events: int = 300_000, outage_s: float = 60.0
         stack.stop()
     passed = audit["lost"] == 0 and audit["duplicates"] == 0 and out_of_order == 0 and audit["gaps_clean"]
     return {"name": "broker_unreachable", "events": events, "services": services, "outage_s": outage_s,
-            "spooled_during_outage": spooled, "out_of_order": out_of_order, "resent_on_topic": resent, **audit, "passed": passed,
+            "spooled_during_outage": spooled, "out_of_order": out_of_order, "resent_on_topic": resent,
+            **audit, "passed": passed,
             "elapsed_s": round(time.monotonic() - started, 1)}  # fmt: skip
 
 
