@@ -17,20 +17,7 @@ from __future__ import annotations
 import sys
 
 from trail.api.serve import run_serve
-from trail.config import load_settings
-from trail.errors import ConfigError
-from trail.logging import configure
-
-
-def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"trail-api: error: {exc}", file=sys.stderr)
-        return 2
-    configure(settings.log_level, settings.log_format)
-    return run_serve(settings)
-
+from trail.wiring import role_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(role_main("trail-api", run_serve))

@@ -16,21 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from trail.config import load_settings
-from trail.errors import ConfigError
-from trail.logging import configure
-from trail.wiring import run_detector
-
-
-def main() -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"trail-detector: error: {exc}", file=sys.stderr)
-        return 2
-    configure(settings.log_level, settings.log_format)
-    return run_detector(settings)
-
+from trail.wiring import role_main, run_detector
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(role_main("trail-detector", run_detector))

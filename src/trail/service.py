@@ -62,6 +62,7 @@ def emit_lines(
     """Record one event per JSON line; a bad line is reported by number and costs nothing else.
     ``check`` may refuse (ValidationError) or complete an event before it is recorded."""
     result = EmitResult()
+    lines_of: dict[str, int] = {}  # event id -> line, to name a line the worker could not send
     for number, line in enumerate(lines, start=1):
         if progress is not None:
             progress(number)
@@ -75,13 +76,18 @@ def emit_lines(
         try:
             if check is not None:
                 check(raw)
-            client.record_event(raw)
+            lines_of[client.record_event(raw)] = number
             result.accepted += 1
         except ValidationError as exc:
             _reject(result, number, str(exc))
         except SpoolFullError as exc:
             _reject(result, number, str(exc))
     result.delivered = client.flush(timeout=flush_timeout)
+    for event_id, reason in list(client.refused_events):
+        if event_id in lines_of:  # accepted by validation, yet not sent: not "accepted"
+            result.accepted -= 1
+            _reject(result, lines_of.pop(event_id), f"could not be sent ({reason}); nothing was stored")
+    result.errors.sort(key=lambda e: e["line"])
     return result
 
 
@@ -105,6 +111,29 @@ class QueryFilters:
     def narrowed(self, limit: int) -> QueryFilters:
         """The same filters with another limit."""
         return dataclasses.replace(self, limit=limit)
+
+    @classmethod
+    def parse(
+        cls,
+        since: str | None,
+        until: str | None,
+        action: str | None,
+        category: str | None,
+        limit: int,
+        destination: str | None = None,
+        *,
+        prefix: str = "",
+    ) -> QueryFilters:
+        """Filters from text (an API query or command-line options); a bad time names its field
+        as the caller spells it (``prefix``: ``"--"`` on the command line)."""
+        return cls(
+            since=parse_timestamp(f"{prefix}since", since) if since else None,
+            until=parse_timestamp(f"{prefix}until", until) if until else None,
+            action=action or None,
+            category=category or None,
+            limit=limit,
+            destination=destination or None,
+        )
 
     def as_params(self) -> dict[str, str]:
         out: dict[str, str] = {"limit": str(self.limit)}

@@ -21,6 +21,7 @@ of range (the log line says what to do).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import weakref
 from collections import Counter
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trail import metrics
-from trail.config import Settings, kafka_options, resolve_bootstrap
+from trail.config import Settings, kafka_options, load_settings, resolve_bootstrap
 from trail.detect.alert_sink import AlertSink, AlertSinkConfig
 from trail.detect.consumer import Detector, DetectorConfig
 from trail.detect.rules import RuleSet, rules_from_settings
@@ -44,7 +45,7 @@ from trail.integrity.keys import checkpoint_signing_key
 from trail.integrity.lease import FileLease, Lease, PostgresLease
 from trail.integrity.sealer import Sealer, kafka_publisher, make_sealer
 from trail.integrity.sealer_role import SealerRole
-from trail.logging import get_logger
+from trail.logging import configure, get_logger
 from trail.storage.store import Store, open_store
 
 log = get_logger("trail.roles")
@@ -302,6 +303,18 @@ def build_sealer_role(settings: Settings, store: Store, bootstrap: str | None) -
         return Sealer(store, key, AppendOnlyLog(settings.checkpoint_log_path), publish)
 
     return SealerRole(make, store, sealer_lease(settings), interval_s=settings.checkpoint_seconds or 10.0)
+
+
+def role_main(name: str, run: Callable[[Settings], int]) -> int:
+    """The entry point of a deployable role (``consumers/*.py``): settings from ``TRAIL_*``
+    (exit 2 with the reason when they are wrong), logging configured, then ``run``."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    return run(settings)
 
 
 def _configured(role: str, build: Callable[[], int]) -> int:

@@ -448,3 +448,20 @@ def test_a_skew_of_centuries_means_no_bound_not_a_crash() -> None:
     """TRAIL_MAX_CLOCK_SKEW=1e12 accepts a far-future time instead of overflowing."""
     raw = {**FIELDS, "source": SOURCE, "occurred_at": "2999-01-01T00:00:00.000000Z"}
     assert validate_input(raw, Policy(max_clock_skew_s=1e12))["occurred_at"] == raw["occurred_at"]
+
+
+@pytest.mark.allow_internal_errors
+def test_emit_never_reports_accepted_an_event_the_worker_could_not_send(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should validation and sending ever disagree, trail emit reports that line refused, not accepted."""
+    import trail.sdk.client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_EVENT_BYTES", 1500)  # the worker now refuses big events
+    client, sink = make_client()
+    small = json.dumps({**FIELDS, "attributes": {"n": "1"}}).encode()
+    big = json.dumps({**FIELDS, "purpose": "x" * 1000}).encode()
+    result = emit_lines(client, [small, big, small], flush_timeout=5)
+    assert (result.accepted, result.rejected) == (2, 1)
+    assert result.errors[0]["line"] == 2 and "could not be sent" in result.errors[0]["error"]
+    assert len(sink.stored) == 2 and [e["producer"]["seq"] for e in sink.stored] == [1, 2]

@@ -32,6 +32,7 @@ GRADE_II_BLOCK = """  - level: II
         source: CAC Measures for Reporting Cybersecurity Incidents (2025), annex
         effective: 2025-11-01
         status: verify
+        source_zh: 《网络安全事件报告管理办法》（2025）附件
 """
 
 

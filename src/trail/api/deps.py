@@ -9,7 +9,6 @@ from fastapi import Request
 from trail.access.principals import Principal, same_person
 from trail.access.recorder import AccessNote
 from trail.errors import Refused, Unauthorized, UsageError, ValidationError
-from trail.events.model import parse_timestamp
 from trail.service import ApiServices, QueryFilters
 
 
@@ -62,11 +61,4 @@ def filters(
 ) -> QueryFilters:
     if limit < 1 or limit > 1_000_000:
         raise ValidationError("limit", "must be a whole number from 1 to 1000000")
-    return QueryFilters(
-        since=parse_timestamp("since", since) if since else None,
-        until=parse_timestamp("until", until) if until else None,
-        action=action or None,
-        category=category or None,
-        limit=limit,
-        destination=destination or None,
-    )
+    return QueryFilters.parse(since, until, action, category, limit, destination)

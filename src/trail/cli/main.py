@@ -144,9 +144,20 @@ def up(ctx: click.Context, data_dir: Path | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     stack = LocalStack(settings).start()
     click.echo(
-        json.dumps({"api": stack.api_url, "kafka": stack.bootstrap, "data_dir": str(settings.data_dir)}),
+        json.dumps(
+            {
+                "api": stack.api_url,
+                "console": stack.api_url + "/console/",
+                "kafka": stack.bootstrap,
+                "data_dir": str(settings.data_dir),
+            }
+        ),
         err=True,
     )
+    if settings.mode == "local":
+        click.echo(
+            f"console: {stack.api_url}/console/ (log in with the token in {settings.local_token_path})", err=True
+        )
     try:
         while not stop.wait(0.5):
             pass
@@ -225,14 +236,7 @@ def _filters(
     limit: int,
     destination: str | None = None,
 ) -> QueryFilters:
-    return QueryFilters(
-        since=parse_timestamp("--since", since) if since else None,
-        until=parse_timestamp("--until", until) if until else None,
-        action=action,
-        category=category,
-        limit=limit,
-        destination=destination,
-    )
+    return QueryFilters.parse(since, until, action, category, limit, destination, prefix="--")
 
 
 @cli.group("query")

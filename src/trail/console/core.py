@@ -31,6 +31,7 @@ from trail.access.roles import PERMISSIONS, granting_role
 from trail.console.i18n import from_accept_language, pick, translate
 from trail.console.sessions import Session, Sessions, same_secret
 from trail.errors import CsrfRefused, Forbidden, LoginRequired, TrailError, UsageError
+from trail.messages import localised
 
 PREFIX = "/console"
 SESSION_COOKIE = "trail_session"
@@ -188,6 +189,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         iso=utc_iso,
         zone=zone,
         quote=quote,
+        say=lambda raw, fallback: localised(raw, lang, str(fallback or "")),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from trail.errors import ValidationError
+from trail.messages import from_dict
 from trail.storage.alerts import ALERT_COLUMNS as ALERT_COLUMNS
 
 #: Namespace of alert ids (a fixed, random UUID: changing it renames every alert).
@@ -71,6 +72,8 @@ class Alert:
     reviewed_at: str = ""
     version: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    #: The summary as a message code and its parameters (trail.messages), to say it in Chinese too.
+    message: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +110,7 @@ class Alert:
                 reviewed_at=str(raw.get("reviewed_at", "")),
                 version=int(raw.get("version", 0)),
                 extra={str(k): str(v) for k, v in dict(raw.get("extra", {})).items()},
+                message=_message(raw.get("message")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError("alert", f"not a trail alert ({type(exc).__name__}: {str(exc)[:60]})") from None
@@ -137,6 +141,11 @@ def _ts(text: str) -> datetime:
     return datetime.fromtimestamp(parse_rfc3339(text), UTC)
 
 
+def _message(raw: Any) -> dict[str, Any]:
+    m = from_dict(raw)
+    return m.as_dict() if m is not None else {}
+
+
 def alert_row(a: Alert) -> list[Any]:
     """A row of the alerts table."""
     return [
@@ -160,6 +169,7 @@ def alert_row(a: Alert) -> list[Any]:
         a.reason,
         _ts(a.reviewed_at),
         a.version,
+        json.dumps(a.message, ensure_ascii=False, sort_keys=True) if a.message else "",
     ]
 
 
@@ -193,4 +203,12 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
         reason=row["reason"],
         reviewed_at=_fmt(row["reviewed_at"]),
         version=int(row["version"]),
+        message=_message(_json(row.get("message", ""))),
     )
+
+
+def _json(text: Any) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except (TypeError, ValueError):
+        return None

@@ -57,6 +57,7 @@ from typing import Any, Final
 from trail.detect.alerts import MAX_EVIDENCE, Alert, alert_id_for, rfc3339
 from trail.detect.rules import ARTICLES, NOTICE_JOB, RuleSet
 from trail.events.model import DEFAULT_MAX_CLOCK_SKEW_S, SENSITIVE_CATEGORIES, format_timestamp
+from trail.messages import Message
 
 HOUR: Final = 3600
 DAY: Final = 86400
@@ -286,10 +287,12 @@ class Engine:
         if r.sensitive_without_consent.enabled and handled and not SENSITIVE_CATEGORIES.isdisjoint(cats):
             basis = ev["legal_basis"]
             if basis not in self._consent_ok or (basis == "consent" and not ev.get("consent_ref")):
-                why = "consent without consent_ref" if basis == "consent" else f"legal basis {basis}"
-                self._grouped(
-                    out, "sensitive_without_consent", t, aid, kind, ev, n, f"sensitive categories handled on {why}"
+                why = (
+                    Message("alert.sensitive.no_consent_ref")
+                    if basis == "consent"
+                    else Message("alert.sensitive.basis", {"basis": basis})
                 )
+                self._grouped(out, "sensitive_without_consent", t, aid, kind, ev, n, why)
         if r.after_withdrawal.enabled:
             self._withdrawal(out, ev, t, ts, aid, kind, action, handled, n)
         dest = ev.get("destination")
@@ -302,7 +305,7 @@ class Engine:
                 kind,
                 ev,
                 n,
-                f"{action} to a destination outside {r.cross_border.home_region}",
+                Message("alert.cross_border", {"action": action, "region": r.cross_border.home_region}),
             )
         if r.denied_burst.enabled and not handled and not late:
             self._denied(out, ev, ts, aid, kind)
@@ -325,7 +328,7 @@ class Engine:
         records: int,
         evidence: list[str],
         trigger: str,
-        summary: str,
+        summary: Message,
     ) -> Alert | None:
         alert_id = alert_id_for(rule, key, start)
         if alert_id in self.fired:
@@ -344,8 +347,9 @@ class Engine:
             records=records,
             evidence=evidence[:MAX_EVIDENCE],
             articles=list(ARTICLES[rule]),
-            summary=summary,
+            summary=summary.text("en"),
             trigger_event_id=trigger,
+            message=summary.as_dict(),
         )
 
     def _single(
@@ -359,14 +363,22 @@ class Engine:
         kind: str,
         ev: Mapping[str, Any],
         n: int,
-        summary: str,
+        summary: Message,
     ) -> None:
         a = self._alert(rule, key, start, end, aid, kind, n, n, [ev["event_id"]], ev["event_id"], summary)
         if a is not None:
             out.append(a)
 
     def _grouped(
-        self, out: list[Alert], rule: str, t: _Time, aid: str, kind: str, ev: Mapping[str, Any], n: int, summary: str
+        self,
+        out: list[Alert],
+        rule: str,
+        t: _Time,
+        aid: str,
+        kind: str,
+        ev: Mapping[str, Any],
+        n: int,
+        summary: Message,
     ) -> None:
         self._single(out, rule, f"actor:{aid}", t.hour_start, t.hour_start + HOUR, aid, kind, ev, n, summary)
 
@@ -407,7 +419,7 @@ class Engine:
                 kind,
                 ev,
                 n,
-                f"{ev['action']} of {n} records in one operation",
+                Message("alert.bulk_export.single", {"action": ev["action"], "records": n}),
             )
         if late or n == 0:
             return
@@ -425,7 +437,7 @@ class Engine:
                 agg[0],
                 list(agg[2]),
                 eid,
-                f"{agg[0]} records moved in {agg[1]} operations within one local day",
+                Message("alert.bulk_export.daily", {"records": agg[0], "operations": agg[1]}),
             )
             if a is not None:
                 out.append(a)
@@ -435,7 +447,7 @@ class Engine:
     ) -> None:
         if n >= self.rules.bulk_destruction.records:
             eid = ev["event_id"]
-            summary = f"{action} of {n} records in one operation by an actor that is not an approved job"
+            summary = Message("alert.bulk_destruction", {"action": action, "records": n})
             self._single(out, "bulk_destruction", f"event:{eid}", ts, ts, aid, kind, ev, n, summary)
 
     def _volume(self, out: list[Alert], ev: Mapping[str, Any], t: _Time, aid: str, actor: Mapping[str, str]) -> None:
@@ -465,7 +477,7 @@ class Engine:
                 0,
                 list(agg[2]),
                 ev["event_id"],
-                f"{agg[1]} operations in one hour; threshold from the baseline {agg[0]:.0f}",
+                Message("alert.volume_anomaly", {"operations": agg[1], "threshold": f"{agg[0]:.0f}"}),
             )
             if a is not None:
                 out.append(a)
@@ -560,7 +572,7 @@ class Engine:
                 0,
                 list(agg[2]),
                 eid,
-                f"{len(refs)} distinct subjects touched within {cfg.window_s // 60} min",
+                Message("alert.enumeration", {"subjects": len(refs), "minutes": cfg.window_s // 60}),
             )
             if a is not None:
                 out.append(a)
@@ -579,9 +591,14 @@ class Engine:
         cfg = self.rules.off_hours
         if not t.weekend and cfg.start_hour <= t.local_hour < cfg.end_hour:
             return
-        when = "at the weekend" if t.weekend else f"at {t.local_hour:02d}h local time"
+        hour = {"hour": f"{t.local_hour:02d}"}
         if not SENSITIVE_CATEGORIES.isdisjoint(cats):
-            self._grouped(out, "off_hours", t, aid, kind, ev, n, f"sensitive categories handled {when}")
+            sensitive = (
+                Message("alert.off_hours.sensitive_weekend")
+                if t.weekend
+                else Message("alert.off_hours.sensitive_hour", hour)
+            )
+            self._grouped(out, "off_hours", t, aid, kind, ev, n, sensitive)
             return
         if late:
             return
@@ -598,7 +615,9 @@ class Engine:
                 agg[0],
                 list(agg[2]),
                 ev["event_id"],
-                f"{agg[0]} records handled {when}",
+                Message("alert.off_hours.records_weekend", {"records": agg[0]})
+                if t.weekend
+                else Message("alert.off_hours.records_hour", {"records": agg[0], **hour}),
             )
             if a is not None:
                 out.append(a)
@@ -640,7 +659,14 @@ class Engine:
                 hits += 1
         if hits:
             self._grouped(
-                out, "after_withdrawal", t, aid, kind, ev, n, f"{action} of {hits} subjects after they withdrew consent"
+                out,
+                "after_withdrawal",
+                t,
+                aid,
+                kind,
+                ev,
+                n,
+                Message("alert.after_withdrawal", {"action": action, "subjects": hits}),
             )
 
     def _abroad(self, dest: Mapping[str, str]) -> bool:
@@ -679,7 +705,12 @@ class Engine:
                 if self._episode_open("denied_burst", key, start, cfg.window_s):
                     continue
                 self._open_episode("denied_burst", key, start)
-                who = f"{len(agg[3])} actors from one IP" if by_ip else "one actor"
+                minutes = cfg.window_s // 60
+                msg = (
+                    Message("alert.denied_burst.ip", {"operations": agg[1], "actors": len(agg[3]), "minutes": minutes})
+                    if by_ip
+                    else Message("alert.denied_burst.actor", {"operations": agg[1], "minutes": minutes})
+                )
                 a = self._alert(
                     "denied_burst",
                     key,
@@ -691,7 +722,7 @@ class Engine:
                     0,
                     list(agg[2]),
                     eid,
-                    f"{agg[1]} denied operations by {who} within {cfg.window_s // 60} min",
+                    msg,
                 )
                 if a is not None:
                     out.append(a)

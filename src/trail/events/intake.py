@@ -11,14 +11,14 @@ import json
 from typing import Any
 
 from trail.errors import ValidationError
-from trail.events.model import _key_name
+from trail.events.model import printable_key
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValidationError(_key_name(key), "is given twice in the same JSON object; give each field once")
+            raise ValidationError(printable_key(key), "is given twice in the same JSON object; give each field once")
         out[key] = value
     return out
 

@@ -307,7 +307,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _key_name(key: object) -> str:
+def printable_key(key: object) -> str:
     """A key as it may appear in an error message (a field path)."""
     if isinstance(key, str) and 0 < len(key) <= 64 and key.isprintable() and _encodable(key):
         return key
@@ -325,7 +325,7 @@ def _find_unencodable(field: str, value: object) -> str | None:
         for i, (k, v) in enumerate(value.items()):
             if isinstance(k, str) and not _encodable(k):
                 return f"{field}.(key {i + 1})" if field else f"(key {i + 1})"
-            found = _find_unencodable(f"{field}.{_key_name(k)}" if field else _key_name(k), v)
+            found = _find_unencodable(f"{field}.{printable_key(k)}" if field else printable_key(k), v)
             if found is not None:
                 return found
     elif isinstance(value, list):
@@ -363,7 +363,7 @@ def _object(field: str, value: object, spec: Mapping[str, bool], limit: int = MA
     out: dict[str, str] = {}
     for key, val in obj.items():
         if key not in spec:
-            raise ValidationError(f"{field}.{_key_name(key)}", f"unknown field; allowed: {', '.join(spec)}")
+            raise ValidationError(f"{field}.{printable_key(key)}", f"unknown field; allowed: {', '.join(spec)}")
         if val is None and not spec[key]:
             continue
         out[key] = _text(f"{field}.{key}", val, limit)
@@ -529,7 +529,7 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str], policy: Policy
         raise UnknownSchemaError("schema", f"unknown schema {_show(schema)}; this trail accepts {SCHEMA_V1}")
     for key in raw:
         if key not in top:
-            raise ValidationError(_key_name(key), "unknown field for trail.audit/v1")
+            raise ValidationError(printable_key(key), "unknown field for trail.audit/v1")
 
     ev: dict[str, Any] = {"schema": SCHEMA_V1}
     event_id = raw.get("event_id")
@@ -589,11 +589,11 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str], policy: Policy
             if k.__class__ is not str or not k or len(k) > MAX_ATTR_KEY_LEN:
                 raise ValidationError("attributes", f"keys must be 1 to {MAX_ATTR_KEY_LEN} characters")
             if v.__class__ is not str:
-                raise ValidationError(f"attributes.{_key_name(k)}", f"must be a string, got {_kind(v)}")
+                raise ValidationError(f"attributes.{printable_key(k)}", f"must be a string, got {_kind(v)}")
             if len(v) > MAX_TEXT_LEN:
-                raise ValidationError(f"attributes.{_key_name(k)}", f"is longer than {MAX_TEXT_LEN} characters")
+                raise ValidationError(f"attributes.{printable_key(k)}", f"is longer than {MAX_TEXT_LEN} characters")
             if refuse_pi:
-                _check_personal_data(f"attributes.{_key_name(k)}", v)
+                _check_personal_data(f"attributes.{printable_key(k)}", v)
         ev["attributes"] = dict(attrs)
     else:
         ev["attributes"] = {}

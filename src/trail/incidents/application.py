@@ -34,6 +34,7 @@ from trail.incidents.domain import Incident, incident_ref
 from trail.incidents.grading import clock_state, compute_grade, deadline, human_left
 from trail.incidents.playbook import LEVELS, Playbook, at_least, level_rank, load_playbook
 from trail.logging import get_logger
+from trail.messages import Message
 from trail.storage.store import Store
 
 log = get_logger(__name__)
@@ -726,6 +727,7 @@ class IncidentService:
             "ref": inc.ref,
             "version": inc.version,
             "title": inc.title,
+            "title_message": _title_of(inc),
             "description": inc.description,
             "status": inc.status,
             "drill": inc.drill,
@@ -778,6 +780,7 @@ class IncidentService:
                     "ref": v["ref"],
                     "id": v["id"],
                     "title": v["title"],
+                    "title_message": v["title_message"],
                     "status": v["status"],
                     "grade": v["grade"]["level"] if v["grade"] else "-",
                     "discovered_at": v["discovered_at"],
@@ -851,8 +854,21 @@ def _alert_time(alert: Mapping[str, Any]) -> datetime:
     return datetime.now(UTC)
 
 
+def _title_of(inc: Incident) -> dict[str, Any] | None:
+    """The title as a message, when it is still the one made from the incident's first alert."""
+    if inc.source != "alerts" or not inc.alerts:
+        return None
+    first = min(inc.alerts, key=lambda a: (str(a.get("window_start", "")), str(a.get("alert_id", ""))))
+    m = _title_message(first)
+    return m.as_dict() if m.text("en") == inc.title else None
+
+
+def _title_message(alert: Mapping[str, Any]) -> Message:
+    return Message("incident.title.from_alert", {"rule": alert.get("rule", "alert"), "actor": alert.get("actor", "?")})
+
+
 def _title_for(alert: Mapping[str, Any]) -> str:
-    return f"{alert.get('rule', 'alert')} by {alert.get('actor', 'unknown actor')}"
+    return _title_message(alert).text("en")
 
 
 def _alert_summary(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -867,6 +883,7 @@ def _alert_summary(alert: Mapping[str, Any]) -> dict[str, Any]:
         "evidence": [str(e) for e in alert.get("evidence", [])],
         "articles": [str(a) for a in alert.get("articles", [])],
         "summary": str(alert.get("summary", "")),
+        "message": dict(alert.get("message") or {}),
     }
 
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from trail.incidents.playbook import LEVELS, Criterion, Obligation, Playbook
+from trail.messages import Message
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ def compute_grade(facts: Mapping[str, Any], playbook: Playbook) -> GradeResult:
             )
     return GradeResult(
         level=LEVELS[-1],
-        reasons=["no criterion of grades I-III holds: grade IV (general) by default"],
-        reasons_zh=["未达到 III 级及以上任何标准：一般（IV 级）"],
+        reasons=[Message("grade.default").text("en")],
+        reasons_zh=[Message("grade.default").text("zh")],
         unknown=sorted(unknown),
     )
 
@@ -74,7 +75,7 @@ def _reason(c: Criterion, facts: Mapping[str, Any], lang: str) -> str:
         shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
     else:
         shown = str(value)
-    return f"{c.fact} {shown}: {c.describe(lang)}"
+    return Message("grade.criterion", {"fact": c.fact, "value": shown, "criterion": c.describe(lang)}).text(lang)
 
 
 # --------------------------------------------------------------------------- clocks

@@ -30,6 +30,7 @@ import yaml
 from trail.documents.kinds import DOCUMENT_KINDS
 from trail.errors import PlaybookError as PlaybookError
 from trail.events.model import DATA_CATEGORIES
+from trail.messages import fact_label, unit_label
 
 #: Grades from most to least severe (2017 National Cybersecurity Incident Emergency Plan).
 LEVELS: Final = ("I", "II", "III", "IV")
@@ -108,6 +109,8 @@ class Criterion:
     status: str
     note: str = ""
     unit: str = ""
+    #: The source in Chinese, for Chinese documents (else ``source`` is shown).
+    source_zh: str = ""
 
     def holds(self, facts: Mapping[str, Any]) -> bool | None:
         """True/False when the fact is known, None when it is not."""
@@ -130,14 +133,18 @@ class Criterion:
 
     def describe(self, lang: str = "en") -> str:
         value = self.value
+        zh = lang == "zh"
+        fact = fact_label(self.fact, lang)
         if isinstance(value, bool):
-            shown = ("是" if value else "否") if lang == "zh" else ("yes" if value else "no")
-            text = f"{self.fact} = {shown}"
+            shown = ("是" if value else "否") if zh else ("yes" if value else "no")
+            text = f"{fact}：{shown}" if zh else f"{fact} = {shown}"
         else:
             num = int(value) if float(value).is_integer() else value
-            text = f"{self.fact} {self.op} {num:,}{(' ' + self.unit) if self.unit else ''}"
-        mark = "" if self.status == "verified" else (" (待核实)" if lang == "zh" else " (verify)")
-        return f"{text} — {self.source}{mark}"
+            unit = unit_label(self.unit, lang)
+            text = f"{fact} {self.op} {num:,}{(' ' + unit) if unit else ''}"
+        mark = "" if self.status == "verified" else (" (待核实)" if zh else " (verify)")
+        source = (self.source_zh or self.source) if zh else self.source
+        return f"{text} — {source}{mark}"
 
 
 @dataclass(frozen=True)
@@ -526,7 +533,7 @@ def _required(m: dict[str, _Node], parent: _Node, *keys: str) -> None:
             raise parent.fail(f"missing required key {key!r}")
 
 
-_CRITERION_KEYS = ("fact", "op", "value", "unit", "source", "effective", "status", "note")
+_CRITERION_KEYS = ("fact", "op", "value", "unit", "source", "source_zh", "effective", "status", "note")
 
 
 def _criterion(n: _Node) -> Criterion:
@@ -551,6 +558,7 @@ def _criterion(n: _Node) -> Criterion:
         status=m["status"].choice(STATUSES),
         note=m["note"].text(empty=True) if "note" in m else "",
         unit=m["unit"].text(empty=True) if "unit" in m else "",
+        source_zh=m["source_zh"].text() if "source_zh" in m else "",
     )
 
 

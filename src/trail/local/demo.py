@@ -36,6 +36,8 @@ from trail.sdk.transport import KafkaTransport
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 N_SUBJECTS = 2000
+#: The port `make demo` suggests for the console of `trail up` on its data (any free port works).
+CONSOLE_PORT = 8470
 EXPORT_RECORDS = 50_000
 EXPORT_PARTS = 4
 
@@ -425,5 +427,10 @@ def run_demo(settings: Settings, *, fresh: bool, n_events: int = 4000) -> int:
     echo(
         f"  explore: trail up --data-dir {settings.data_dir}   then   trail query events --data-dir "
         f"{settings.data_dir} --action export"
+    )
+    port = settings.api_port or CONSOLE_PORT
+    echo(
+        f"  console: TRAIL_API_PORT={port} trail up --data-dir {settings.data_dir}   then open "
+        f"http://{settings.api_host}:{port}/console/ and log in with the token in {settings.local_token_path}"
     )
     return 0 if ok else 1

@@ -14,10 +14,15 @@ What happens where:
 
 Nothing is dropped silently: the only way an event is not accepted is an exception from
 ``record`` (:class:`ValidationError`, :class:`SpoolFullError`, :class:`ClientClosedError`).
+``record`` applies trail's acceptance rule (:mod:`trail.events.model`), which refuses everything
+the sink would; should the worker still meet an event it cannot send, it sets that one aside
+(logged as an internal error, counted in ``stats.refused``, listed in ``refused_events``) without
+giving it a sequence number, and sends the rest of its batch.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -124,6 +129,9 @@ class Client:
         self._linger = linger_s
         self._retry_interval = retry_interval_s
         self.stats = ClientStats()
+        #: ``(event_id, reason)`` of the latest events the worker refused (at most 1,000), so a
+        #: caller that holds the ids (``trail emit``) can say which ones were not sent.
+        self.refused_events: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
 
         # Spool (the worker's) and overflow journal (callers', under _order_lock).
         spool_root = private_dir(spool_dir)
@@ -404,6 +412,7 @@ class Client:
         ev.pop("producer", None)
         self.stats.refused += 1
         self.stats.last_error = f"event refused by the worker: {reason}"
+        self.refused_events.append((str(ev.get("event_id")), reason))
         log.error(
             "sdk.event_refused", producer=self.producer_id, event_id=ev.get("event_id"), reason=reason, internal=True
         )

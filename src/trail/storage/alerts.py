@@ -34,6 +34,7 @@ ALERT_COLUMNS: Final = (
     "reason",
     "reviewed_at",
     "version",
+    "message",
 )
 _SELECT = ", ".join("toString(alert_id) AS alert_id" if c == "alert_id" else c for c in ALERT_COLUMNS)
 

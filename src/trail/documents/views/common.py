@@ -130,7 +130,7 @@ def grade_view(inc: Mapping[str, Any], f: Formatter) -> dict[str, Any]:
         "computed": f.grade(computed),
         "overridden": bool(g.get("overridden")),
         "override_reason": g.get("override_reason"),
-        "reasons": [str(r) for r in as_list(g.get("reasons"))],
+        "reasons": [str(r) for r in as_list(f.either(g.get("reasons_zh") or g.get("reasons"), g.get("reasons")))],
         "reportable": rank is not None and rank <= _LEVEL_RANK["III"],
         "history": history,
     }

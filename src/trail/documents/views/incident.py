@@ -16,6 +16,7 @@ from trail.documents.labels import (
     STEP_STATUS,
 )
 from trail.documents.views.common import by_time, fact, grade_view, obligation_view, org_view
+from trail.messages import localised
 
 #: Items the initial report checks; any left unknown is listed under "to be supplemented".
 INITIAL_REPORT_ITEMS: Final = (
@@ -136,7 +137,7 @@ def incident_view(ctx: Mapping[str, Any], f: Formatter) -> dict[str, Any]:
             "alert_id": a.get("alert_id"),
             "rule": a.get("rule"),
             "severity": a.get("severity"),
-            "summary": a.get("summary"),
+            "summary": localised(a.get("message"), f.lang, str(a.get("summary") or "")),
             "articles": as_list(a.get("articles")),
         }
         for a in map(as_map, as_list(inc.get("alerts")))
@@ -230,7 +231,7 @@ def incident_view(ctx: Mapping[str, Any], f: Formatter) -> dict[str, Any]:
         "inc": {
             "id": inc.get("id"),
             "ref": inc.get("ref"),
-            "title": inc.get("title"),
+            "title": localised(inc.get("title_message"), f.lang, str(inc.get("title") or "")),
             "description": inc.get("description"),
             "status": f.label(INCIDENT_STATUS, inc.get("status")),
             "drill": bool(inc.get("drill")),
