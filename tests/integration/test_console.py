@@ -188,3 +188,76 @@ def test_a_person_is_looked_up_by_a_posted_id_with_a_purpose(api: Api) -> None:
     looked = [e for e in log if e["target"]["resource"] == "POST /console/person" and e["purpose"] == "complaint C-7"]
     assert looked and looked[-1]["subject_refs"]
     assert not any("person-7" in str(e) for e in log)
+
+
+def test_the_csv_export_is_streamed_and_audited_with_its_row_count(api: Api) -> None:
+    record(api, [event(100 + i, action="export", destination={"kind": "file"}) for i in range(7)])
+    c = login(api, "analyst")
+    res = c.get("/console/events/export.csv?action=export")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/csv")
+    lines = res.text.strip().splitlines()
+    assert lines[0].startswith("occurred_at,event_id,actor_kind") and len(lines) == 1 + 7
+    logged = [e for e in api.access_log() if e["target"]["resource"] == "GET /console/events/export.csv"]
+    assert logged and logged[-1]["record_count"] == 7 and logged[-1]["actor"]["id"] == "analyst"
+
+
+def test_an_event_shows_its_seal_and_only_an_auditor_downloads_the_proof(api: Api) -> None:
+    record(api, [event(200)])
+    api.seal()
+    ev = api.store.find_events(service="crm", limit=100_000, newest_first=True)[0]
+    c = login(api, "analyst")
+    page = c.get(f"/console/events/{ev['event_id']}")
+    assert page.status_code == 200 and "<span class=\"ok\">" in page.text and "proof.json" not in page.text
+    assert c.get(f"/console/events/{ev['event_id']}/proof.json").status_code == 403
+    aud = login(api, "auditor")
+    proof = aud.get(f"/console/events/{ev['event_id']}/proof.json")
+    assert proof.status_code == 200 and proof.json()["event"]["event_id"] == ev["event_id"]
+
+
+def test_an_admin_revoking_a_token_in_the_console_ends_its_sessions(api: Api) -> None:
+    api.token("to-revoke", ["analyst"])
+    user = login(api, "to-revoke")
+    assert user.get("/console/events").status_code == 200
+    admin = login(api, "admin")
+    page = admin.get("/console/principals")
+    tok = api.access.tokens("to-revoke")[0]
+    assert tok.id in page.text
+    res = admin.post(f"/console/tokens/{tok.id}/revoke", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert res.status_code == 303
+    assert user.get("/console/events", follow_redirects=False).status_code == 303
+    made = admin.post("/console/tokens", data={"csrf": csrf_of(page.text), "principal": "analyst", "expires": "1d"})
+    secret = re.search(r'id="new-token">([^<]+)<', made.text)
+    assert made.status_code == 200 and secret and api.access.authenticate(secret.group(1)).state == "active"
+
+
+def test_failed_logins_from_one_address_are_slowed_down(tmp_path: Path, store: Store) -> None:
+    for fresh in make_api(tmp_path, store, TRAIL_API_AUTH_FAILURES_PER_MINUTE="3"):
+        c = browser(fresh)
+        page = c.get("/console/login")
+        statuses = [
+            c.post("/console/login", data={"csrf": csrf_of(page.text), "token": "trail_wrong"}).status_code
+            for _ in range(4)
+        ]
+        assert statuses == [401, 401, 401, 429]
+        log = fresh.access_log()
+        refused = [e for e in log if e["target"]["resource"] == "POST /console/login"]
+        assert {e["outcome"] for e in refused} == {"denied"}
+
+
+def test_the_raw_id_never_reaches_an_address_or_the_access_log(api: Api) -> None:
+    c = login(api, "investigator")
+    page = c.get("/console/person")
+    assert 'method="post"' in page.text
+    res = c.post("/console/person", data={"csrf": csrf_of(page.text), "subject_id": "SUBJ-TEST-000001",
+                                          "purpose": "complaint C-9"})  # fmt: skip
+    assert res.status_code == 200 and "SUBJ-TEST-000001" not in res.text
+    assert not any("SUBJ-TEST-000001" in str(e) for e in api.access_log())
+
+
+def test_the_plan_is_a_document_for_responders(api: Api) -> None:
+    c = login(api, "responder")
+    pdf = c.get("/console/plan.zh.pdf")
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    md = c.get("/console/plan.en.md")
+    assert md.status_code == 200 and "Grade" in md.text
+    assert login(api, "analyst").get("/console/plan.zh.md").status_code == 403

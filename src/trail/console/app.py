@@ -18,7 +18,7 @@ from trail.console.core import (
     render,
     visit,
 )
-from trail.console.sessions import Sessions
+from trail.console.sessions import Failures, Sessions
 from trail.errors import (
     ConfigError,
     Conflict,
@@ -26,6 +26,7 @@ from trail.errors import (
     Forbidden,
     LoginRequired,
     NotFound,
+    RateLimited,
     StoreError,
     TrailError,
     Unauthorized,
@@ -40,6 +41,7 @@ def create_console(services: Any) -> FastAPI:
     app.state.services = services
     sessions = Sessions(services.settings.console_session_idle, services.settings.console_session_max)
     app.state.sessions = sessions
+    app.state.login_failures = Failures(services.settings.api_auth_failures_per_minute)
     app.router.routes.extend(pages.router.routes)
     app.router.routes.extend(incidents.router.routes)
     app.mount("/static", StaticFiles(directory=str(files("trail.console") / "static")), name="static")
@@ -63,7 +65,10 @@ def _errors(app: FastAPI) -> None:
                 request, "error.html", 403, title="forbidden", message_key="forbidden_text", permission=str(exc)
             )
         status = 400
-        if isinstance(exc, Unauthorized):
+        headers: dict[str, str] = {}
+        if isinstance(exc, RateLimited):
+            status, headers = 429, {"Retry-After": str(exc.retry_after)}
+        elif isinstance(exc, Unauthorized):
             status = 401
         elif isinstance(exc, NotFound):
             status = 404
@@ -72,7 +77,9 @@ def _errors(app: FastAPI) -> None:
         elif isinstance(exc, StoreError | ConfigError):
             status = 503
         v.reason = str(exc)[:1000]
-        return render(request, "error.html", status, title="error", message=str(exc))
+        out = render(request, "error.html", status, title="error", message=str(exc))
+        out.headers.update(headers)
+        return out
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,7 @@ from trail.console.core import (
 )
 from trail.console.i18n import pick
 from trail.detect.review import get_alert, list_alerts, review_alert
-from trail.errors import NotFound, TrailError, ValidationError
+from trail.errors import NotFound, RateLimited, TrailError, ValidationError
 from trail.service import CSV_COLUMNS, QueryFilters, csv_row
 
 router = APIRouter()
@@ -74,9 +75,15 @@ def login_page(request: Request, next: str | None = None) -> Response:  # the qu
 async def login(request: Request) -> Response:
     v = visit(request)
     fields = await form(request)
+    ip = request.client.host if request.client else ""
+    failures = request.app.state.login_failures
+    wait = failures.wait(ip)
+    if wait > 0:
+        raise RateLimited("too many failed logins from this address; wait and retry", math.ceil(wait))
     secret = fields.get("token", "").strip()
     auth = await anyio.to_thread.run_sync(services(request).access.authenticate, secret)
     if auth.state != "active" or auth.principal is None:
+        failures.add(ip)
         v.reason = f"console login refused: token {auth.state}"
         return render(request, "login.html", 401, next=local_path(fields.get("next"), ""), failed=auth.state)
     sid, _s = sessions(request).create(auth.token_id or "", auth.principal.name)

@@ -86,3 +86,33 @@ class Sessions:
 
 def same_secret(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+
+
+class Failures:
+    """Failed logins per client address in the last minute (bounded in number of addresses);
+    over ``per_minute`` the login form answers 429 until the minute has passed."""
+
+    def __init__(self, per_minute: int, size: int = 10_000) -> None:
+        self.per_minute, self.size = per_minute, size
+        self._lock = threading.Lock()
+        self._by_ip: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, ip: str, now: float) -> list[float]:
+        times = [t for t in self._by_ip.get(ip, []) if now - t < 60.0]
+        self._by_ip[ip] = times
+        self._by_ip.move_to_end(ip)
+        while len(self._by_ip) > self.size:
+            self._by_ip.popitem(last=False)
+        return times
+
+    def wait(self, ip: str) -> float:
+        """0 when a login may be tried now, else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(ip, now)
+            return 0.0 if len(times) < self.per_minute else max(0.1, 60.0 - (now - times[0]))
+
+    def add(self, ip: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._recent(ip, now).append(now)

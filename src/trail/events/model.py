@@ -655,7 +655,7 @@ def validate_input(
         raise ValidationError(
             "subject_ids", f"lists more than {MAX_SUBJECTS} subjects; give record_count for bulk operations"
         )
-    ev["record_count"] = _record_count(raw, n_refs)
+    ev["record_count"] = _record_count(raw, len(ids))
     ev.pop("subject_ids")
     try:
         body = canonical_bytes(ev)

@@ -39,6 +39,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 _CARD = re.compile(r"(?<![0-9A-Za-z-])[3-6][0-9]{3}(?:[- ]?[0-9]){9,15}(?![0-9A-Za-z-])")
 #: UUIDs are references by construction; their digit groups are never looked at.
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_STRIP_DIGITS: Final = str.maketrans("", "", "0123456789")
 _ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
 
@@ -73,7 +74,7 @@ def luhn_valid(digits: str) -> bool:
 def looks_like_personal_data(value: str) -> str | None:
     """What personal data ``value`` looks like (a phrase for an error message), or None."""
     has_at = "@" in value
-    if not has_at and sum(c.isdigit() for c in value) < 11:
+    if not has_at and len(value) - len(value.translate(_STRIP_DIGITS)) < 11:
         return None
     if has_at and _EMAIL.search(value):
         return EMAIL
