@@ -121,6 +121,7 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "steps": ("Steps", "步骤"),
     "timeline": ("Timeline", "时间线"),
     "documents": ("Documents", "文书"),
+    "plan": ("Emergency plan", "应急预案"),
     "notices": ("Notices", "通知"),
     "draft": ("Draft notices", "起草通知"),
     "approve": ("Approve notices", "批准通知"),
