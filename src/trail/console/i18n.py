@@ -142,6 +142,8 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "tokens": ("Tokens", "令牌"),
     "kind": ("Kind", "类型"),
     "disabled": ("Disabled", "已停用"),
+    "disable": ("Disable", "停用"),
+    "enable": ("Enable", "启用"),
     "expires_at": ("Expires", "到期"),
     "state": ("State", "状态"),
     "revoke": ("Revoke", "吊销"),
