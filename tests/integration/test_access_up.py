@@ -190,6 +190,8 @@ def test_serve_with_a_bootstrapped_first_admin(broker: LocalBroker, tmp_path: Pa
         code, made = http("POST", api + "/v1/principals", token,
                           json.dumps({"name": "crm", "roles": ["service"], "kind": "service"}).encode())  # fmt: skip
         assert code == 201 and made["kind"] == "service"
+        with urllib.request.urlopen(api + "/console/login", timeout=30) as page:  # noqa: S310  # local API
+            assert page.status == 200 and 'name="csrf"' in page.read().decode()  # trail serve serves the console
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, (tmp_path / "serve.log").read_text()[-2000:]

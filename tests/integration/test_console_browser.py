@@ -207,6 +207,11 @@ def test_documents_in_both_languages(chromium: Any, cs: ConsoleStack) -> None:
         assert res.status == 200 and res.body()[:5] == b"%PDF-"
         md = page.request.get(f"{cs.url}/incidents/{ref}/documents/initial_report.{lang}.md")
         assert md.status == 200 and ref in md.text()
+        if lang == "zh":  # every generated sentence in Chinese: the alert's summary, the title, the grade's reason
+            text = md.text()
+            assert "单次导出操作涉及 12500 条记录" in text and "E2042：批量导出" in text, text
+            for english in ("records in one operation", "bulk_export by", "no criterion of grades"):
+                assert english not in text
     page.context.close()
 
 

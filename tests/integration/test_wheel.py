@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,11 @@ def test_wheel_ships_its_data_and_runs_outside_the_repository(full_install: Path
             return len([line for line in out.splitlines() if line.strip()])
 
         wait_for(lambda: stored() >= 2, 60, what="the README example's events in the store")
+        api = json.loads((data / "server.json").read_text())["api"]
+        with urllib.request.urlopen(api + "/console/login", timeout=30) as res:  # noqa: S310  # local API
+            assert res.status == 200 and "/console/static/console.js" in res.read().decode()
+        with urllib.request.urlopen(api + "/console/static/console.css", timeout=30) as res:  # noqa: S310
+            assert res.status == 200 and b".clock" in res.read()  # the console's templates and files are in the wheel
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)

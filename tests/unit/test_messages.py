@@ -92,6 +92,8 @@ def _bulk_export_ctx() -> dict[str, Any]:
     inc = ctx["incident"]
     inc["title"] = "bulk_export by E2042"
     inc["title_message"] = Message("incident.title.from_alert", {"rule": "bulk_export", "actor": "E2042"}).as_dict()
+    inc["description"] = "export of 12500 records in one operation"
+    inc["description_message"] = Message("alert.bulk_export.single", {"action": "export", "records": 12500}).as_dict()
     inc["grade"]["reasons"] = ["no criterion of grades I-III holds: grade IV (general) by default"]
     inc["grade"]["reasons_zh"] = [Message("grade.default").text("zh")]
     for a in inc["alerts"]:
@@ -105,7 +107,7 @@ def test_the_chinese_initial_report_has_no_english_fragments() -> None:
     zh = render("initial_report", ctx, lang="zh", fmt="md")
     for fragment in ("export of 12500 records", "in one operation", "no criterion of grades", "bulk_export by"):
         assert fragment not in zh, fragment
-    assert "单次导出操作涉及 12500 条记录" in zh
+    assert "**事件简述：** 单次导出操作涉及 12500 条记录" in zh
     assert "未达到 III 级及以上任何标准" in zh
     assert "E2042：批量导出" in zh
     en = render("initial_report", ctx, lang="en", fmt="md")

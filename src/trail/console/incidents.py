@@ -17,7 +17,7 @@ from trail.documents.kinds import DOCUMENT_KINDS, LANGS, OUTPUT_FORMATS, check_c
 from trail.documents.rendering import render_bytes
 from trail.errors import StoreError, TrailError, ValidationError
 from trail.incidents.commands import dispatch
-from trail.incidents.filing import document_context
+from trail.incidents.filing import document_context, plan_document
 from trail.incidents.playbook import load_playbook
 from trail.logging import get_logger
 from trail.notices import workflow
@@ -103,7 +103,22 @@ def document(request: Request, ref: str, kind: str, lang: str, fmt: str) -> Resp
     ctx = document_context(view, load_playbook(svc.settings.playbook), svc.settings.timezone)
     body = render_bytes(kind, ctx, lang=lang, fmt=fmt)
     v.note.rows = 1
-    name = f"{view['ref']}-{kind}.{lang}.{fmt}"
+    return _document_response(body, f"{view['ref']}-{kind}.{lang}.{fmt}", fmt, request)
+
+
+@router.get("/plan.{lang}.{fmt}")
+def plan(request: Request, lang: str, fmt: str) -> Response:
+    """The graded emergency plan (the playbook) as a document: Markdown, HTML or PDF."""
+    v = require(request, "incidents.read", "incidents")
+    check_choice("language", lang, LANGS)
+    check_choice("format", fmt, OUTPUT_FORMATS)
+    v.note.attributes["document"] = f"emergency_plan.{lang}.{fmt}"
+    body = plan_document(services(request).settings, None, lang=lang, fmt=fmt)
+    v.note.rows = 1
+    return _document_response(body, f"emergency_plan.{lang}.{fmt}", fmt, request)
+
+
+def _document_response(body: bytes, name: str, fmt: str, request: Request) -> Response:
     inline = fmt == "html" and request.query_params.get("download") is None
     disposition = "inline" if inline else f'attachment; filename="{name}"'
     headers = {"Content-Disposition": disposition, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

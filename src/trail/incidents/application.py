@@ -34,7 +34,7 @@ from trail.incidents.domain import Incident, incident_ref
 from trail.incidents.grading import clock_state, compute_grade, deadline, human_left
 from trail.incidents.playbook import LEVELS, Playbook, at_least, level_rank, load_playbook
 from trail.logging import get_logger
-from trail.messages import Message
+from trail.messages import Message, from_dict
 from trail.storage.store import Store
 
 log = get_logger(__name__)
@@ -728,6 +728,7 @@ class IncidentService:
             "version": inc.version,
             "title": inc.title,
             "title_message": _title_of(inc),
+            "description_message": _description_of(inc),
             "description": inc.description,
             "status": inc.status,
             "drill": inc.drill,
@@ -855,12 +856,25 @@ def _alert_time(alert: Mapping[str, Any]) -> datetime:
 
 
 def _title_of(inc: Incident) -> dict[str, Any] | None:
-    """The title as a message, when it is still the one made from the incident's first alert."""
-    if inc.source != "alerts" or not inc.alerts:
+    """The title as a message, when it is still the one made from one of the incident's alerts."""
+    if inc.source != "alerts":
         return None
-    first = min(inc.alerts, key=lambda a: (str(a.get("window_start", "")), str(a.get("alert_id", ""))))
-    m = _title_message(first)
-    return m.as_dict() if m.text("en") == inc.title else None
+    for alert in inc.alerts:
+        m = _title_message(alert)
+        if m.text("en") == inc.title:
+            return m.as_dict()
+    return None
+
+
+def _description_of(inc: Incident) -> dict[str, Any] | None:
+    """The description as a message, when it is still the summary of one of the incident's alerts."""
+    if inc.source != "alerts":
+        return None
+    for alert in inc.alerts:
+        m = from_dict(alert.get("message"))
+        if m is not None and m.text("en") == inc.description:
+            return m.as_dict()
+    return None
 
 
 def _title_message(alert: Mapping[str, Any]) -> Message:

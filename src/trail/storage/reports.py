@@ -167,8 +167,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-#: The columns the subject report shows: the heavy ones (hash chain, subject refs, attributes) are
-#: not read, which is most of the cost when a busy person's events touch every granule of a month.
+#: The columns the subject report shows, as ``subject_events`` (migration 0009) keeps them by person.
 SUBJECT_COLUMNS: Final = (
     "occurred_at, actor_kind, actor_id, actor_role, actor_department, action, data_categories, purpose, "
     "legal_basis, consent_ref, source_service, target_system, target_dataset, target_resource, destination_kind, "
@@ -188,8 +187,7 @@ def subject_rows(
     """One person's events (or, with ``access_log``, the access log's lookups of them), oldest first,
     once per event, with only the columns the subject report shows."""
     where = [
-        "(occurred_at, event_id) IN "
-        "(SELECT occurred_at, event_id FROM {db}.subject_index WHERE subject_ref = {ref:String})",
+        "subject_ref = {ref:String}",
         "source_service = {svc:String}" if access_log else "source_service != {svc:String}",
     ]
     params: dict[str, Any] = {"ref": subject_ref, "svc": ACCESS_SERVICE, "limit": int(limit)}
@@ -200,8 +198,8 @@ def subject_rows(
         where.append("occurred_at < {until:DateTime64(6, 'UTC')}")
         params["until"] = until
     rows = store.query(
-        f"SELECT toString(event_id) AS event_id, {SUBJECT_COLUMNS} FROM {{db}}.events WHERE {' AND '.join(where)} "
-        "ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {limit:UInt64}",
+        f"SELECT toString(event_id) AS event_id, {SUBJECT_COLUMNS} FROM {{db}}.subject_events "
+        f"WHERE {' AND '.join(where)} ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {{limit:UInt64}}",
         params,
     )
     for r in rows:

@@ -232,7 +232,7 @@ def incident_view(ctx: Mapping[str, Any], f: Formatter) -> dict[str, Any]:
             "id": inc.get("id"),
             "ref": inc.get("ref"),
             "title": localised(inc.get("title_message"), f.lang, str(inc.get("title") or "")),
-            "description": inc.get("description"),
+            "description": localised(inc.get("description_message"), f.lang, str(inc.get("description") or "")),
             "status": f.label(INCIDENT_STATUS, inc.get("status")),
             "drill": bool(inc.get("drill")),
             "source": f.label(SOURCES, inc.get("source")),
