@@ -6,7 +6,7 @@
 -- Small granules and compressed blocks: a lookup of one event (one person's history is a few
 -- primary-key lookups) reads 1,024 rows of each column instead of 8,192, about 3-4x faster at
 -- 10 M events for the same disk footprint (load_tests/bench_query.py). Stores created before
--- this setting keep 8,192-row granules (0008 shrinks their compressed blocks).
+-- this setting keep 8,192-row granules (0010 shrinks their compressed blocks).
 CREATE TABLE IF NOT EXISTS {db}.events
 (
     event_id            UUID,
