@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from trail.access.principals import Principal
 from trail.access.recorder import AccessNote
 from trail.access.roles import PERMISSIONS, granting_role
-from trail.console.i18n import from_accept_language, pick, translate
+from trail.console.i18n import from_accept_language, pick, translate, value_label
 from trail.console.sessions import Session, Sessions, same_secret
 from trail.errors import CsrfRefused, Forbidden, LoginRequired, TrailError, UsageError
 from trail.messages import localised
@@ -190,6 +190,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         zone=zone,
         quote=quote,
         say=lambda raw, fallback: localised(raw, lang, str(fallback or "")),
+        lbl=lambda kind, value: value_label(lang, kind, value),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
