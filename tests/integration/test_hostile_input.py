@@ -140,6 +140,7 @@ def test_queries_do_not_fail_because_of_one_stored_wild_row(tmp_path: Path) -> N
     assert "9999-12-31T23:59:59.999999Z" in {r["occurred_at"] for r in rows}
     for args in (
         ["query", "actor", "E-WILD", "--format", "json"],
+        ["query", "subject", "SUBJ-TEST-000000", "--format", "json"],
         ["query", "events", "--since", "2026-01-01T00:00:00Z", "--format", "json"],
         ["query", "events", "--until", "2030-01-01T00:00:00Z"],
         ["query", "events", "--format", "csv"],
