@@ -160,6 +160,17 @@ def utc_iso(value: Any) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else ""
 
 
+def plain(value: Any) -> str:
+    """A value of a record as text: lists joined, objects as ``key value`` pairs, nothing as a dash."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, dict):
+        return " ".join(str(v) for v in value.values() if v not in (None, ""))
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    return str(value)
+
+
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     v = visit(request)
     svc = services(request)
@@ -191,6 +202,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         quote=quote,
         say=lambda raw, fallback: localised(raw, lang, str(fallback or "")),
         lbl=lambda kind, value: value_label(lang, kind, value),
+        plain=plain,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
