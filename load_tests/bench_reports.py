@@ -121,6 +121,7 @@ def main() -> None:
                 "trail_events",
             },
             "generate_s": round(gen_s, 1),
+            "footprint": shape.footprint(store, total),
             "subject_report_ms": subject_ms,
             "subject_report_render_html_ms": render_ms[0],
             "compliance_report_ms": compliance_ms,

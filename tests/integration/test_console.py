@@ -261,3 +261,17 @@ def test_the_plan_is_a_document_for_responders(api: Api) -> None:
     md = c.get("/console/plan.en.md")
     assert md.status_code == 200 and "Grade" in md.text
     assert login(api, "analyst").get("/console/plan.zh.md").status_code == 403
+
+
+def test_disabling_a_principal_ends_its_sessions_and_the_last_admin_stays(api: Api) -> None:
+    api.token("to-disable", ["analyst"])
+    user = login(api, "to-disable")
+    admin = login(api, "admin")
+    page = admin.get("/console/principals")
+    assert admin.post("/console/principals/to-disable/disable", data={"csrf": csrf_of(page.text)},
+                      follow_redirects=False).status_code == 303  # fmt: skip
+    assert user.get("/console/events", follow_redirects=False).status_code == 303
+    last = admin.post("/console/principals/admin/disable", data={"csrf": csrf_of(page.text)})
+    assert last.status_code == 400 and "last active admin" in last.text
+    assert admin.post("/console/principals/to-disable/enable", data={"csrf": csrf_of(page.text)},
+                      follow_redirects=False).status_code == 303  # fmt: skip

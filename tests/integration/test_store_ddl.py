@@ -52,13 +52,18 @@ def test_cluster_tables_are_replicated_sharded_and_on_cluster() -> None:
     assert "ReplicatedMergeTree('/clickhouse/tables/all/trail/checkpoints', '{replica}')" in text
     # views fire on each shard's local inserts and route through the Distributed indexes
     views = [s for s in stmts if "MATERIALIZED VIEW" in s]
-    assert len(views) == 2 and all("FROM trail.events_local" in v and "TO trail." in v for v in views)
+    assert len(views) == 3 and all("FROM trail.events_local" in v and "TO trail." in v for v in views)
     # an added column reaches the local and the Distributed table
     assert sum("detector_checkpoints" in s and s.startswith("ALTER") for s in stmts) == 1
     assert any(
         s.startswith("ALTER TABLE trail.events_local")
         for s in _sql(rewrite_all("ALTER TABLE {db}.events ADD COLUMN x String"))
     )
+
+
+def test_storage_settings_change_only_the_local_tables() -> None:
+    out = rewrite_all("ALTER TABLE {db}.events MODIFY SETTING max_compress_block_size = 65536")
+    assert out == ["ALTER TABLE trail.events_local ON CLUSTER main MODIFY SETTING max_compress_block_size = 65536"]
 
 
 def rewrite_all(stmt: str) -> list[str]:

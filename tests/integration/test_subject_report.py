@@ -203,3 +203,20 @@ def test_on_the_data_directory_the_report_is_audited(tmp_path: Path) -> None:
     res = run("subject", "report", ALICE, "--purpose", "request R-4", "--format", "pdf", "--lang", "en", "--out",
               str(out))  # fmt: skip
     assert res.returncode == 0 and out.read_bytes().startswith(b"%PDF")
+
+
+def test_expired_events_leave_the_report(api: Api) -> None:
+    """Events deleted by retention (whole producer ranges) are gone from the person's report too:
+    the report's by-person copy is deleted with them."""
+    from trail.storage import integrity
+
+    events = scripted()
+    load(api, events)
+    before = report(api, ALICE)["events"]
+    producer = api.store.find_events(subject_ref=Pseudonymiser(TEST_KEY).ref(ALICE), limit=1)[0]["producer"]["id"]
+    integrity.delete_range(api.store, producer, 1, 10)
+    after = report(api, ALICE)["events"]
+    gone = {e["event_id"] for e in events} - {e["event_id"] for e in api.store.find_events(limit=1000)}
+    assert len(after) < len(before)
+    assert not {e["event_id"] for e in after} & gone
+    assert {e["event_id"] for e in after} == {e["event_id"] for e in before} - gone

@@ -23,7 +23,7 @@ from trail.cli.common import FORMATS, TrailGroup, api_client, data_dir_option, e
 from trail.config import Settings, kafka_options
 from trail.detect.alerts import STATUSES, Alert
 from trail.detect.review import Alerts, SplitAlerts, StoreAlerts, TopicAlerts, get_alert, list_alerts, review_alert
-from trail.detect.rules import RULE_NAMES, SEVERITIES, load_rules, rules_from_settings
+from trail.detect.rules import ALERT_RULES, SEVERITIES, load_rules, rules_from_settings
 from trail.errors import UsageError
 from trail.events.model import parse_timestamp
 from trail.sdk.client import Client
@@ -106,7 +106,7 @@ def alerts_group() -> None:
 @alerts_group.command("list")
 @data_dir_option
 @click.option("--status", type=click.Choice(STATUSES), help="Only alerts in this state.")
-@click.option("--rule", type=click.Choice(RULE_NAMES), help="Only this rule's alerts.")
+@click.option("--rule", type=click.Choice(ALERT_RULES), help="Only this rule's alerts.")
 @click.option("--severity", type=click.Choice(SEVERITIES))
 @click.option("--actor", help="Only alerts about this actor id.")
 @click.option("--since", help="Only windows ending at or after this RFC 3339 time.")

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from trail.access.principals import Principal
 from trail.access.recorder import AccessNote
 from trail.access.roles import PERMISSIONS, granting_role
-from trail.console.i18n import from_accept_language, pick, translate
+from trail.console.i18n import from_accept_language, pick, translate, value_label
 from trail.console.sessions import Session, Sessions, same_secret
 from trail.errors import CsrfRefused, Forbidden, LoginRequired, TrailError, UsageError
 from trail.messages import localised
@@ -160,6 +160,17 @@ def utc_iso(value: Any) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else ""
 
 
+def plain(value: Any) -> str:
+    """A value of a record as text: lists joined, objects as ``key value`` pairs, nothing as a dash."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, dict):
+        return " ".join(str(v) for v in value.values() if v not in (None, ""))
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    return str(value)
+
+
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     v = visit(request)
     svc = services(request)
@@ -190,6 +201,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         zone=zone,
         quote=quote,
         say=lambda raw, fallback: localised(raw, lang, str(fallback or "")),
+        lbl=lambda kind, value: value_label(lang, kind, value),
+        plain=plain,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)

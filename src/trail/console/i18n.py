@@ -142,6 +142,8 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "tokens": ("Tokens", "令牌"),
     "kind": ("Kind", "类型"),
     "disabled": ("Disabled", "已停用"),
+    "disable": ("Disable", "停用"),
+    "enable": ("Enable", "启用"),
     "expires_at": ("Expires", "到期"),
     "state": ("State", "状态"),
     "revoke": ("Revoke", "吊销"),
@@ -150,6 +152,47 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     "add_principal": ("Add principal", "添加主体"),
     "name": ("Name", "名称"),
 }
+
+
+#: (kind, value) -> (English, Chinese): the values of statuses, states, severities and outcomes.
+VALUES: Final[dict[tuple[str, str], tuple[str, str]]] = {
+    ("alert", "open"): ("open", "待审核"),
+    ("alert", "acknowledged"): ("acknowledged", "已确认"),
+    ("alert", "dismissed"): ("dismissed", "已驳回"),
+    ("severity", "low"): ("low", "低"),
+    ("severity", "medium"): ("medium", "中"),
+    ("severity", "high"): ("high", "高"),
+    ("severity", "critical"): ("critical", "严重"),
+    ("incident", "open"): ("open", "处置中"),
+    ("incident", "contained"): ("contained", "已控制"),
+    ("incident", "resolved"): ("resolved", "已处置"),
+    ("incident", "closed"): ("closed", "已结案"),
+    ("obligation", "open"): ("open", "待履行"),
+    ("obligation", "met"): ("met", "已履行"),
+    ("obligation", "waived"): ("waived", "已豁免"),
+    ("state", "ok"): ("on time", "期限内"),
+    ("state", "due_soon"): ("due soon", "即将到期"),
+    ("state", "overdue"): ("overdue", "已逾期"),
+    ("state", "met"): ("met", "已履行"),
+    ("state", "met_late"): ("met late", "逾期履行"),
+    ("state", "waived"): ("waived", "已豁免"),
+    ("state", "not_started"): ("not started", "未开始计时"),
+    ("step", "pending"): ("pending", "待办"),
+    ("step", "started"): ("started", "进行中"),
+    ("step", "completed"): ("completed", "已完成"),
+    ("step", "skipped"): ("skipped", "已跳过"),
+    ("outcome", "success"): ("success", "成功"),
+    ("outcome", "failure"): ("failure", "失败"),
+    ("outcome", "denied"): ("denied", "拒绝"),
+    ("outcome", "error"): ("error", "错误"),
+}
+
+
+def value_label(lang: str, kind: str, value: object) -> str:
+    pair = VALUES.get((kind, str(value)))
+    if pair is None:
+        return str(value if value is not None else "")
+    return pair[1] if lang == "zh" else pair[0]
 
 
 def pick(lang: str | None) -> str:

@@ -39,7 +39,7 @@ from trail.console.core import (
 )
 from trail.console.i18n import pick
 from trail.detect.review import get_alert, list_alerts, review_alert
-from trail.errors import NotFound, RateLimited, TrailError, ValidationError
+from trail.errors import NotFound, RateLimited, Refused, TrailError, ValidationError
 from trail.service import CSV_COLUMNS, QueryFilters, csv_row
 
 router = APIRouter()
@@ -444,6 +444,23 @@ async def add_principal(request: Request) -> Response:
         fields.get("name", ""), roles, kind=fields.get("kind", "staff") or "staff", by=v.principal.name
     )
     v.note.rows, v.note.attributes["principal"] = 1, p.name
+    return redirect(f"{PREFIX}/principals")
+
+
+@router.post("/principals/{name}/{change}")
+async def change_principal(request: Request, name: str, change: str) -> Response:
+    """Disable or enable a principal: its tokens, and so its console sessions, stop or start at once."""
+    v = require(request, "principals.manage", "principals")
+    await form(request)
+    if change not in ("disable", "enable"):
+        raise ValidationError("change", "disable or enable")
+    access = services(request).access
+    v.note.attributes["principal"], v.note.attributes["change"] = name[:64], change
+    target = access.get_principal(name)
+    if change == "disable" and "admin" in target.roles and access.active_admins() == [target.name]:
+        raise Refused(f"{target.name} is the last active admin; add another admin first")
+    access.set_disabled(name, change == "disable")
+    v.note.rows = 1
     return redirect(f"{PREFIX}/principals")
 
 

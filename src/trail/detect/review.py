@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from trail.detect.alerts import Alert, alert_from_row, alert_row, rfc3339
-from trail.detect.rules import RULE_NAMES, SEVERITIES
+from trail.detect.rules import ALERT_RULES, SEVERITIES
 from trail.errors import TrailError, UsageError, ValidationError
 from trail.events.model import ActorKind
 from trail.ingest.topics import read_to_end
@@ -46,8 +46,8 @@ class AlertFilters:
         since: datetime | None = None,
         limit: int = 100,
     ) -> None:
-        if rule and rule not in RULE_NAMES:
-            raise UsageError(f"--rule: unknown rule (known: {', '.join(RULE_NAMES)})")
+        if rule and rule not in ALERT_RULES:
+            raise UsageError(f"--rule: unknown rule (known: {', '.join(ALERT_RULES)})")
         if severity and severity not in SEVERITIES:
             raise UsageError(f"--severity: must be one of {', '.join(SEVERITIES)}")
         self.status, self.rule, self.severity, self.actor, self.since = status, rule, severity, actor, since

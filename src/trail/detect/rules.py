@@ -202,6 +202,10 @@ RULE_TYPES: Final[dict[str, type[Any]]] = {
     "denied_burst": DeniedBurst,
 }
 RULE_NAMES: Final = tuple(RULE_TYPES)
+#: Rules run over the store in batches rather than on the stream (trail.detect.retention_overdue).
+BATCH_RULES: Final = ("retention_overdue",)
+#: Every rule an alert may come from.
+ALERT_RULES: Final = RULE_NAMES + BATCH_RULES
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ schema. On a cluster the same migrations are rewritten, statement by statement:
   shard where it matters: ``events`` by producer (one producer's hash chain stays whole on one
   shard, so gaps and chains are checked shard-locally), ``subject_index`` by subject reference
   (one person's lookup reads one shard), ``actor_index`` by actor (one actor's lookup reads one
-  shard), ``alerts`` by alert id (every version of an alert on one shard, so ``FINAL`` is exact);
+  shard), ``subject_events`` by subject reference (one person's report reads one shard),
+  ``alerts`` by alert id (every version of an alert on one shard, so ``FINAL`` is exact);
 * the small tables (checkpoints, their ranges, retention records, detector checkpoints, the
   migrations ledger) are replicated whole to every node (one ZooKeeper path for all shards);
 * materialised views read each shard's local ``events_local`` and write into the Distributed
@@ -56,6 +57,7 @@ SHARDED: Final[dict[str, str]] = {
     "events": "cityHash64(producer_id)",
     "subject_index": "cityHash64(subject_ref)",
     "actor_index": "cityHash64(actor_id)",
+    "subject_events": "cityHash64(subject_ref)",
     "alerts": "cityHash64(alert_id)",
 }
 
@@ -129,6 +131,8 @@ def rewrite(stmt: str, cluster: str, database: str) -> list[str]:
         return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{m['view']} {on} TO {rest}"]
     if m := _ALTER.match(stmt):
         table = m["table"]
+        if table in SHARDED and m["rest"].startswith("MODIFY SETTING"):
+            return [f"ALTER TABLE {{db}}.{table}_local {on} {m['rest']}"]  # storage settings: local tables only
         if table in SHARDED:
             return [
                 f"ALTER TABLE {{db}}.{table}_local {on} {m['rest']}",
