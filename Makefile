@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv themselves.
 PY ?= python3
+# The slowest tests are listed after every run, so the suite stays well under 15 minutes.
+PYTEST_ARGS ?= --durations=25
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -116,3 +116,9 @@ def test_filter_by_destination_kind(tmp_path, store):
     found = store.find_events(destination="abroad", limit=1000)
     assert len(found) == 20 and {e["destination"]["kind"] for e in found} == {"abroad"}
     assert store.find_events(destination="public", limit=1000) == []
+
+
+def test_events_are_stored_in_small_granules_for_point_lookups(store):
+    """One event's lookup reads a granule of 1,024 rows with small compressed blocks."""
+    ddl = next(iter(store.query("SHOW CREATE TABLE {db}.events")[0].values()))
+    assert "index_granularity = 1024" in ddl and "max_compress_block_size = 65536" in ddl
