@@ -9,6 +9,7 @@ Adapters live here so the client itself imports no broker library.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Protocol
 
@@ -56,8 +57,10 @@ class KafkaTransport:
         self._producer: Any = None
         self._partition: dict[bytes, int] = {}
         self._lock = threading.Lock()
+        self._announcer: Any = None
+        self._announce_lock = threading.Lock()
 
-    def _connect(self) -> Any:
+    def _connect(self, *, idempotent: bool = True) -> Any:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
@@ -65,7 +68,7 @@ class KafkaTransport:
             return KafkaProducer(
                 bootstrap_servers=self.bootstrap.split(","),
                 acks="all",
-                enable_idempotence=True,
+                enable_idempotence=idempotent,
                 linger_ms=self.linger_ms,
                 batch_size=256 * 1024,
                 max_request_size=2 * 1024 * 1024,
@@ -115,17 +118,19 @@ class KafkaTransport:
 
         if not self.producers_topic:
             return
-        producer = self._producer  # kafka-python's producer is thread-safe: a send in progress
-        if producer is None:  # (which holds the lock) must not hold up a heartbeat
-            with self._lock:
-                if self._producer is None:
-                    self._producer = self._connect()
-                producer = self._producer
-        try:
-            producer.send(self.producers_topic, key=key, value=value).get(timeout=self.timeout_s)
-        except (KafkaError, OSError, AssertionError) as exc:
-            # Not a reason to drop the events' producer: the topic may be missing or forbidden.
-            raise TransportUnavailable(f"progress not announced: {type(exc).__name__}") from None
+        # A producer of its own: a heartbeat never shares (or disturbs) the idempotent session
+        # the events travel in, nor waits for the lock a send in progress holds.
+        with self._announce_lock:
+            try:
+                if self._announcer is None:
+                    self._announcer = self._connect(idempotent=False)
+                self._announcer.send(self.producers_topic, key=key, value=value).get(timeout=self.timeout_s)
+            except (KafkaError, OSError, AssertionError, TransportUnavailable) as exc:
+                announcer, self._announcer = self._announcer, None
+                if announcer is not None:
+                    with contextlib.suppress(Exception):
+                        announcer.close(timeout=0)
+                raise TransportUnavailable(f"progress not announced: {type(exc).__name__}") from None
 
     def _drop(self) -> None:
         self._partition.clear()  # the topic may come back with other partitions
@@ -137,6 +142,11 @@ class KafkaTransport:
                 log.debug("sdk.producer_close_failed", error=type(exc).__name__)
 
     def close(self) -> None:
+        with self._announce_lock:
+            if self._announcer is not None:
+                with contextlib.suppress(Exception):
+                    self._announcer.close(timeout=self.timeout_s)
+                self._announcer = None
         with self._lock:
             if self._producer is not None:
                 try:
