@@ -402,6 +402,13 @@ def _validate(s: Settings) -> None:
     _validate_kafka_security(s)
     if s.retention_policy is not None and not s.retention_policy.is_file():
         raise ConfigError(f"TRAIL_RETENTION_POLICY: no file at {s.retention_policy}")
+    for part in (p.strip() for p in s.request_deadlines.split(",") if p.strip()):
+        kind, _, days = part.partition("=")
+        kinds = ("access", "copy", "correction", "deletion", "consent_withdrawal", "portability")
+        if kind.strip() not in kinds or not days.strip().isdigit() or not 1 <= int(days) <= 30:
+            raise ConfigError(
+                f"TRAIL_REQUEST_DEADLINES: '{part}': give kind=working days (1-30), kinds {', '.join(kinds)}"
+            )
     if s.report_staff_ids not in ("yes", "no"):
         raise ConfigError("TRAIL_REPORT_STAFF_IDS: yes or no (whether subject reports name staff by id)")
     severities = [x.strip() for x in s.incident_severities.split(",") if x.strip()]

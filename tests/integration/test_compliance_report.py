@@ -107,6 +107,10 @@ def load(api: Api) -> list[dict[str, Any]]:
                           headers=api.as_("investigator"))  # fmt: skip
     assert res.status_code == 200
     assert api.client.get("/v1/access-log", headers=api.as_("analyst")).status_code == 403
+    for title, found in (("Lost laptop", "2026-11-20T08:00:00Z"), ("Old case", "2026-09-01T08:00:00Z")):
+        res = api.client.post("/v1/incidents", json={"title": title, "discovered_at": found},
+                              headers=api.as_("responder"))  # fmt: skip
+        assert res.status_code == 201, res.text
     api.access_log()
     return evs
 
@@ -154,6 +158,16 @@ def test_every_figure_matches_an_independent_count(api: Api) -> None:
     assert rules == {"bulk_export": (3, 1, 2, 0), "bulk_destruction": (1, 0, 0, 1), "off_hours": (1, 1, 0, 0)}
     assert r["access"]["person_lookups"] == 1 and r["access"]["denied"] >= 1
     assert r["integrity"]["verify"]["intact"] is True
+    cats = Counter(c for e in evs for c in e["data_categories"])
+    assert {x["category"]: x["events"] for x in r["by_category"]["rows"]} == cats
+    assert {x["purpose"]: x["events"] for x in r["by_purpose"]["rows"]} == Counter(e["purpose"] for e in evs)
+    assert [(x["system"], x["dataset"], x["events"]) for x in r["by_system"]["rows"]] == [("crm", "customers", 60)]
+    deleted = [e for e in ok if e["action"] == "delete"]
+    assert [(x["action"], x["events"], x["records"]) for x in r["deletion"]["by_action"]["rows"]] == [
+        ("delete", len(deleted), sum(e["record_count"] for e in deleted))
+    ]
+    # incidents open in the period: the one discovered in November, and the September one still open
+    assert r["incidents"]["total"] == 2 and {i["title"] for i in r["incidents"]["items"]} == {"Lost laptop", "Old case"}
     # every section names the articles it evidences
     assert {a["article"] for a in r["articles"]["bulk_operations"]} >= {"Art. 13(3)"}
     assert any(a["source"].startswith("Shenzhen") and a["article"] == "Art. 83" for a in r["articles"]["alerts"])

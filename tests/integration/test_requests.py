@@ -238,3 +238,13 @@ def test_the_command_line_on_the_data_directory(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in run("list", "--format", "json").stdout.splitlines()]
     assert [(r["ref"], r["status"], r["clock"]) for r in rows] == [(ref, "closed", "answered_on_time")]
     assert subject(5).encode() not in (tmp_path / "data" / "requests.db").read_bytes()
+
+
+def test_a_bad_deadline_setting_is_refused_at_start() -> None:
+    """TRAIL_REQUEST_DEADLINES is checked when the settings load, naming the variable."""
+    from trail.config import load_settings
+    from trail.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TRAIL_REQUEST_DEADLINES: 'erasure=5'"):
+        load_settings({"TRAIL_REQUEST_DEADLINES": "access=10,erasure=5"}, config_file=Path("/nonexistent.toml"))
+    assert load_settings({"TRAIL_REQUEST_DEADLINES": "deletion=10"}, config_file=Path("/nonexistent.toml"))

@@ -30,7 +30,7 @@ from trail.errors import ConfigError
 from trail.events.model import ACTIONS, DATA_CATEGORIES
 from trail.integrity.checkpoint import Checkpoint
 from trail.storage import integrity as isql
-from trail.storage.retention_plan import class_spans
+from trail.storage.retention_plan import class_predicate, class_spans
 
 DESTINATION_KINDS: Final = ("file", "media", "third_party", "public", "abroad")
 ACTOR_KINDS: Final = ("staff", "service", "agent", "subject", "system")
@@ -49,18 +49,8 @@ class RetentionClass:
     categories: tuple[str, ...] = ()
 
     def predicate(self) -> str:
-        """The class as a ClickHouse condition over the events table (an event is in the class when
-        it matches any of the listed criteria; a class without criteria holds every event)."""
-        parts = []
-        if self.actions:
-            parts.append("action IN (" + ", ".join(f"'{a}'" for a in self.actions) + ")")
-        if self.destination_kinds:
-            parts.append("destination_kind IN (" + ", ".join(f"'{d}'" for d in self.destination_kinds) + ")")
-        if self.actor_kinds:
-            parts.append("actor_kind IN (" + ", ".join(f"'{k}'" for k in self.actor_kinds) + ")")
-        if self.categories:
-            parts.append("hasAny(data_categories, [" + ", ".join(f"'{c}'" for c in self.categories) + "])")
-        return "(" + " OR ".join(parts) + ")" if parts else "1"
+        """The class as a condition over the events table (trail.storage.retention_plan)."""
+        return class_predicate(self.actions, self.destination_kinds, self.actor_kinds, self.categories)
 
     def as_dict(self) -> dict[str, Any]:
         return {

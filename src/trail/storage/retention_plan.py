@@ -16,6 +16,27 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def class_predicate(
+    actions: Sequence[str], destination_kinds: Sequence[str], actor_kinds: Sequence[str], categories: Sequence[str]
+) -> str:
+    """A retention class as a condition: an event is in the class when it matches any of the listed
+    criteria; a class without criteria holds every event. The names are validated enumerations."""
+
+    def quoted(items: Sequence[str]) -> str:
+        return ", ".join("'" + x.replace("\\", "").replace("'", "") + "'" for x in items)
+
+    parts = []
+    if actions:
+        parts.append(f"action IN ({quoted(actions)})")
+    if destination_kinds:
+        parts.append(f"destination_kind IN ({quoted(destination_kinds)})")
+    if actor_kinds:
+        parts.append(f"actor_kind IN ({quoted(actor_kinds)})")
+    if categories:
+        parts.append(f"hasAny(data_categories, [{quoted(categories)}])")
+    return "(" + " OR ".join(parts) + ")" if parts else "1"
+
+
 def class_spans(
     store: Store, ranges: Sequence[tuple[str, int, int]], predicates: dict[str, str]
 ) -> dict[str, tuple[int, datetime | None]]:
