@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-detect bench-notices bench-api clean
+.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-detect bench-notices bench-api bench-durable drills clean
 
 $(STAMP): pyproject.toml scripts/system-packages.sh
 	scripts/system-packages.sh
@@ -48,6 +48,12 @@ bench-notices: $(STAMP)
 
 bench-api: $(STAMP)
 	$(BIN)/python load_tests/bench_api.py --events 200000 --out load_tests/results/api.json
+
+bench-durable: $(STAMP)
+	$(BIN)/python load_tests/bench_durable.py --out load_tests/results/durable.json
+
+drills: $(STAMP)
+	nice $(BIN)/python load_tests/drills.py --out load_tests/results/drills.json
 
 clean:
 	rm -rf $(VENV) .trail .pytest_cache

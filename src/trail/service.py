@@ -19,6 +19,7 @@ from trail.config import Settings
 from trail.errors import SpoolFullError, ValidationError
 from trail.events.intake import parse_line
 from trail.events.model import parse_timestamp
+from trail.ingest.progress import lost_tails, read_claims
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof
@@ -222,9 +223,20 @@ def gaps_as_dicts(gaps: list[Gap]) -> list[dict[str, Any]]:
             "first_missing": g.first_missing,
             "last_missing": g.last_missing,
             "missing": g.count,
+            "detail": f"seq {g.first_missing}..{g.last_missing} missing",
         }
         for g in gaps
     ]
+
+
+def progress_reader(settings: Settings, bootstrap: str | None) -> Callable[[], dict[str, dict[str, Any]]] | None:
+    """The producers' progress claims on ``trail.producers`` of the broker, if there is one."""
+    if not bootstrap:
+        return None
+    from trail.config import kafka_options
+
+    topic, options = settings.topic("producers"), kafka_options(settings)
+    return lambda: read_claims(bootstrap, topic, options)
 
 
 class StoreBackend:
@@ -238,8 +250,10 @@ class StoreBackend:
         *,
         settings: Settings,
         seal: Any = None,
+        progress: Callable[[], dict[str, dict[str, Any]]] | None = None,
     ) -> None:
         self.store = store
+        self.progress = progress
         self.client = client
         self.settings = settings
         self.incidents: Any = None
@@ -298,7 +312,15 @@ class StoreBackend:
         return Pseudonymiser(self.settings.require_subject_key()).ref(subject_id)
 
     def gaps(self, producer: str | None) -> list[dict[str, Any]]:
-        return gaps_as_dicts(self.store.gaps(producer))
+        """Missing ranges inside each producer's sequence, then lost tails: a producer that claimed
+        (on ``trail.producers``) more than the trail holds."""
+        rows = gaps_as_dicts(self.store.gaps(producer))
+        if self.progress is not None:
+            claims = {p: c for p, c in self.progress().items() if producer is None or p == producer}
+            if claims:
+                held = {str(r["producer_id"]): int(r["last_seq"]) for r in self.store.producers()}
+                rows += lost_tails(claims, held)
+        return rows
 
     def counts(self) -> dict[str, Any]:
         out = self.store.counts(exclude_service=ACCESS_LOG_SERVICE)
@@ -366,7 +388,13 @@ def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBacke
         environment=settings.mode,
         policy=policy_for(settings),
     )
-    return StoreBackend(store, client, settings=settings, seal=_direct_sealer(settings, store))
+    return StoreBackend(
+        store,
+        client,
+        settings=settings,
+        seal=_direct_sealer(settings, store),
+        progress=progress_reader(settings, settings.kafka_bootstrap),
+    )
 
 
 def _direct_sealer(settings: Settings, store: Store) -> Any:
@@ -439,7 +467,14 @@ def build_api_services(
         )
 
     access = access or open_access_store(settings)
-    backend = StoreBackend(store, client("trail-api"), extra_health, settings=settings, seal=seal)
+    backend = StoreBackend(
+        store,
+        client("trail-api"),
+        extra_health,
+        settings=settings,
+        seal=seal,
+        progress=progress_reader(settings, bootstrap),
+    )
     backend.incidents = incidents
     holds = incident_holds(incidents.service) if incidents is not None else None
     return ApiServices(

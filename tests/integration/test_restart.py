@@ -1,6 +1,8 @@
 """`trail up` restarted on the same data directory: its broker starts empty while the
-detector's checkpoint in the store still holds the old log's offsets. Detection goes on over
-the new log, with the old windows, and nothing old is raised again."""
+detector's checkpoint in the store still holds the old log's offsets. Every consumer of `trail up`
+goes on over the new log: the sink stores every new event, the detector detects with the old
+windows and raises nothing old again, the alert sink stores each alert once, and the incident
+trigger opens the new alert's incident and no second one for the old."""
 
 from __future__ import annotations
 
@@ -113,6 +115,8 @@ def test_restarted_stack_detects_on_its_new_log_without_raising_old_alerts(tmp_p
         [first] = wait_for(lambda: alerts_on(up.kafka, 1), 60, what="the export alert")
         assert (first.rule, first.actor) == ("bulk_export", "E-EXP-R")
         wait_for(lambda: up.health()["detector"]["consumed"] >= len(before), 30, what="the first log consumed")
+        wait_for(lambda: up.health()["incident_trigger"]["opened"] == 1, 60, what="the export's incident")
+        wait_for(lambda: up.health()["sink"]["stored"] >= len(before), 60, what="the first log stored")
     finally:
         assert up.stop() == 0  # the detector checkpoints its windows and the old log's offsets
 
@@ -125,8 +129,29 @@ def test_restarted_stack_detects_on_its_new_log_without_raising_old_alerts(tmp_p
         assert health["detector"]["running"] and health["detector"]["error"] is None
         assert [a.alert_id for a in alerts_on(up.kafka, 2, 3.0)] == [second.alert_id]  # nothing old raised again
         assert up.log_events("detector.new_log")
+        wait_for(lambda: up.health()["incident_trigger"]["opened"] == 1, 60, what="the burst's incident")
+        wait_for(lambda: up.health()["sink"]["stored"] >= len(after) + 1, 60, what="the new log stored")
     finally:
         assert up.stop() == 0
+
+    def cli(*args: str) -> list[dict[str, Any]]:
+        res = subprocess.run([TRAIL, *args, "--format", "json", "--data-dir", str(data)], capture_output=True,
+                             text=True, timeout=120, env=trail_env(TRAIL_LOG_LEVEL="error"), check=False)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        text = res.stdout.strip()
+        try:
+            return [json.loads(text)]  # one document (counts, show)
+        except ValueError:
+            return [json.loads(line) for line in text.splitlines()]  # JSON lines (list)
+
+    # the sink: every event of both logs stored once (the replayed export is the same event)
+    assert cli("counts")[0]["events"] == len(before) + len(after)
+    # the incident trigger: one incident per alert, none opened twice for the old alert
+    incidents = cli("incidents", "list")
+    assert len(incidents) == 2, incidents
+    views = [cli("incidents", "show", i["ref"])[0] for i in incidents]
+    rules = sorted(a["rule"] for v in views for a in v["alerts"])
+    assert rules == ["bulk_export", "denied_burst"], rules
 
     res = subprocess.run(
         [

@@ -331,7 +331,8 @@ def gaps(ctx: click.Context, data_dir: Path | None, producer: str | None, fmt: s
     finally:
         close()
     if rows or fmt != "table":
-        emit_rows(rows, fmt, columns=["producer_id", "first_missing", "last_missing", "missing"], title="sequence gaps")
+        columns = ["producer_id", "first_missing", "last_missing", "missing", "detail"]
+        emit_rows(rows, fmt, columns=columns, title="sequence gaps and lost tails")
     else:
         click.echo("no gaps: every producer's sequence is complete from 1 to its highest stored seq")
     sys.exit(1 if rows else 0)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, cast
 
-from trail.errors import TrailError
+from trail.errors import TrailError, WriteFailed
 from trail.ingest.errors import NoCommittedOffset, OffsetOutOfRange
 from trail.ingest.step import Partition, Polled, Rebalance
 
@@ -101,13 +101,23 @@ class KafkaConsumerAdapter:
         rebalance.assigned(tps)
 
     def poll(self, timeout_s: float, max_records: int | None) -> Polled:
-        from kafka.errors import LogTruncationError, NoOffsetForPartitionError, OffsetOutOfRangeError
+        from kafka.errors import (
+            KafkaConnectionError,
+            LogTruncationError,
+            NoOffsetForPartitionError,
+            OffsetOutOfRangeError,
+        )
 
         kwargs: dict[str, Any] = {"timeout_ms": int(timeout_s * 1000)}
         if max_records:
             kwargs["max_records"] = max_records
         try:
             polled = self.kafka.poll(**kwargs)
+        except KafkaConnectionError:
+            # The broker went away (a network cut): nothing was read; the client reconnects on
+            # the next poll. Wait the poll's time so a long cut is not a busy loop.
+            time.sleep(timeout_s)
+            return {}
         except NoOffsetForPartitionError as exc:
             raise NoCommittedOffset(_partitions(exc)) from None
         except (OffsetOutOfRangeError, LogTruncationError) as exc:
@@ -162,9 +172,16 @@ class KafkaConsumerAdapter:
         return cast(set[Partition], set(self.kafka.paused()))
 
     def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit; a broker connection lost meanwhile (a network cut) is a write that may succeed
+        later (the loop backs off and commits again: committing the same offsets twice is safe),
+        never a crash of the role."""
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
         from kafka.structs import OffsetAndMetadata
 
-        self.kafka.commit({_tp(p): OffsetAndMetadata(off, "", -1) for p, off in offsets.items()})
+        try:
+            self.kafka.commit({_tp(p): OffsetAndMetadata(off, "", -1) for p, off in offsets.items()})
+        except (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError) as exc:
+            raise WriteFailed("commit_failed", f"committing offsets: {type(exc).__name__}") from exc
 
     def committed(self, partition: Partition) -> int | None:
         off = self.kafka.committed(_tp(partition))

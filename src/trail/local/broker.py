@@ -113,8 +113,16 @@ def kill_stale_broker(pid_file: Path, timeout: float = 5.0) -> int | None:
 class LocalBroker:
     """A Tansu broker subprocess. ``with LocalBroker() as b: b.bootstrap``."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None, pid_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        pid_file: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        #: The port clients are told to connect to (a proxy in front of the broker, in drills).
+        self.advertised_port = advertised_port
         self.log_path = log_path
         self.pid_file = pid_file
         self._proc: subprocess.Popen[bytes] | None = None
@@ -151,7 +159,7 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port or self.port}",
                 "--storage-engine",
                 "memory://tansu/",
                 "--cluster-id",

@@ -72,6 +72,7 @@ class LocalStack:
                     s.topic("deadletter"): 1,
                     s.topic("alerts"): 1,
                     s.topic("checkpoints"): 1,
+                    s.topic("producers"): 1,
                 },
             )
             self.sink = wiring.build_sink(s, self.store, self.bootstrap)

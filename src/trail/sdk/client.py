@@ -50,6 +50,7 @@ from trail.events.model import (
 )
 from trail.files import open_private, private_dir
 from trail.logging import get_logger
+from trail.sdk.progress import Journal, journal_files, progress_record, read_journal
 from trail.sdk.pseudonymise import Pseudonymiser
 from trail.sdk.spool import Spool, find_orphans
 from trail.sdk.transport import Transport
@@ -113,6 +114,8 @@ class Client:
         retry_interval_s: float = 1.0,
         defaults: Mapping[str, Any] | None = None,
         policy: Policy = DEFAULT_POLICY,
+        heartbeat_s: float = 1.0,
+        durable: bool = False,
     ) -> None:
         self.service = service
         self.policy = policy
@@ -144,6 +147,14 @@ class Client:
         self._overflowing = False
         self._order_lock = threading.Lock()
         self._max_bytes = spool_max_bytes
+        # Progress (trail.progress): own events accepted, sequenced and shipped (sent or spooled);
+        # the durable journal of accepted events not shipped yet.
+        self._accepted = 0
+        self._own_sequenced = 0
+        self._own_shipped = 0
+        self._heartbeat_s = heartbeat_s
+        self._announced: tuple[int, bool] | None = None
+        self._journal = Journal(own, self.producer_id) if durable else None
 
         # Worker state.
         self._seq = 0
@@ -156,6 +167,12 @@ class Client:
         self._wake = threading.Event()
         self._worker = threading.Thread(target=self._run, name=f"trail-sdk-{service}", daemon=True)
         self._worker.start()
+        # Heartbeats from their own thread: a worker stuck on a slow broker must not hide its claims.
+        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        if heartbeat_s > 0 and hasattr(transport, "announce"):
+            self._beat = threading.Thread(target=self._heartbeats, name=f"trail-sdk-beat-{service}", daemon=True)
+            self._beat.start()
 
     # ---------------------------------------------------------------- caller side
     def record(self, **fields: Unpack[EventFields]) -> str:
@@ -209,6 +226,7 @@ class Client:
             if not self._overflowing:
                 try:
                     self._queue.put_nowait(ev)
+                    self._accept(ev)
                     self._idle.clear()
                     return
                 except queue.Full:
@@ -225,9 +243,65 @@ class Client:
                 self._overflow_fh = os.fdopen(open_private(self._overflow_path, flags), "ab")
             self._overflow_fh.write(line)
             self._overflow_fh.flush()
+            self._accept(ev, line)
             self.stats.overflowed += 1
             self._idle.clear()
         self._wake.set()
+
+    def _accept(self, ev: dict[str, Any], line: bytes | None = None) -> None:
+        """Count an accepted event (under _order_lock) and, in durable mode, journal it."""
+        self._accepted += 1
+        if self._journal is not None:
+            if line is None:
+                line = json.dumps(ev, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+            self._journal.append(line, self._accepted)
+
+    def _shipped_own(self, n: int) -> None:
+        """``n`` own events are delivered or spooled: their journal entries may go."""
+        self._own_shipped += n
+        if self._journal is not None:
+            with self._order_lock:
+                self._journal.trim(self._own_shipped, self._accepted)
+
+    @property
+    def claimed_seq(self) -> int:
+        """The sequence number the last accepted event has, or will get once the worker takes it."""
+        return self._seq + (self._accepted - self._own_sequenced)
+
+    def _announce(self, *, closed: bool = False, producer: str | None = None, seq: int | None = None) -> bool:
+        """Tell ``trail.producers`` how far this producer (or a crashed one it replayed) has got."""
+        announce = getattr(self._transport, "announce", None)
+        if announce is None:
+            return False
+        pid = producer or self.producer_id
+        record = progress_record(
+            pid,
+            service=self.service,
+            host=self.host,
+            seq=self.claimed_seq if seq is None else seq,
+            recorded=self._accepted if producer is None else 0,
+            closed=closed,
+            replayed_by=self.producer_id if producer is not None else None,
+        )
+        try:
+            announce(pid.encode("utf-8"), record)
+        except TransportUnavailable:
+            return False
+        return True
+
+    def _heartbeats(self) -> None:
+        while not self._beat_stop.wait(self._heartbeat_s):
+            try:
+                self._maybe_announce()
+            except Exception:  # heartbeats must never take the client down
+                log.exception("sdk.heartbeat_failed", producer=self.producer_id, internal=True)
+
+    def _maybe_announce(self) -> None:
+        if self._broker_down:
+            return
+        state = (self.claimed_seq, False)
+        if state[0] and state != self._announced and self._announce():  # else: again at the next beat
+            self._announced = state
 
     def _overflow_bytes(self) -> int:
         try:
@@ -321,11 +395,18 @@ class Client:
             return True
         delivered = self.flush(timeout)
         self._closed = True
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=max(1.0, timeout))
         self._queue.put(_STOP)
         self._wake.set()
         self._worker.join(timeout=max(1.0, timeout))
         if self._worker.is_alive():
             log.error("sdk.worker_stuck", producer=self.producer_id)
+        if self._heartbeat_s > 0 and self.claimed_seq and not self._broker_down:
+            self._announce(closed=True)  # the close marker: how far this producer got, final
+        if self._journal is not None:
+            self._journal.close()
         try:
             self._transport.close()
         except Exception as exc:  # noqa: BLE001  # a failed close must not hide what is left
@@ -371,6 +452,7 @@ class Client:
             try:
                 if batch:
                     self._ship(self._encode(batch))
+                    self._shipped_own(len(batch))
                 elif self._overflowing:
                     self._drain_overflow()
                 self._maybe_replay()
@@ -385,11 +467,14 @@ class Client:
             if stop:
                 return
 
-    def _encode(self, batch: list[dict[str, Any]]) -> list[bytes]:
+    def _encode(self, batch: list[dict[str, Any]], *, own: bool = True) -> list[bytes]:
         """Sequence, hash and encode; an event that cannot be sent is set aside alone and takes
-        no sequence number, so it neither drops its batch nor leaves a gap in the chain."""
+        no sequence number, so it neither drops its batch nor leaves a gap in the chain. ``own``:
+        events this client accepted (counted for its progress claims), not a crashed client's."""
         out: list[bytes] = []
         pid = self.producer_id
+        if own:
+            self._own_sequenced += len(batch)
         for ev in batch:
             seq = self._seq + 1
             ev["producer"] = {"id": pid, "seq": seq, "prev": self._prev}
@@ -501,8 +586,20 @@ class Client:
             if overflow.exists():
                 events = [json.loads(line) for line in overflow.read_bytes().splitlines() if line.endswith(b"}")]
                 if events:
-                    self._ship(self._encode(events))
+                    self._ship(self._encode(events, own=False))
                 overflow.unlink()
+        if journal_files(other.dir):
+            # A durable client's journal: what it accepted, sent or not. Recorded again under our
+            # producer (same event ids, so the store shows each once); its producer is announced
+            # as replayed, so `trail gaps` does not report its tail as lost.
+            crashed, events = read_journal(other.dir)
+            for start in range(0, len(events), self._batch_max):
+                self._ship(self._encode(events[start : start + self._batch_max], own=False))
+            self.stats.replayed += len(events)
+            if crashed:
+                self._announce(closed=True, producer=crashed, seq=0)
+            for path in journal_files(other.dir):
+                path.unlink()
 
     def _drain_overflow(self) -> None:
         with self._order_lock:
@@ -519,6 +616,7 @@ class Client:
         for start in range(0, len(lines), self._batch_max):
             chunk = [json.loads(line) for line in lines[start : start + self._batch_max] if line.strip()]
             self._ship(self._encode(chunk))
+            self._shipped_own(len(chunk))
         work.unlink()
         with self._order_lock:
             if not self._overflow_path.exists() and self._queue.empty():

@@ -120,7 +120,7 @@ def find_orphans(root: Path, own: Path) -> list[Path]:
     for d in sorted(root.iterdir()):
         if d == own or not d.is_dir():
             continue
-        if not (any(d.glob("seg-*.log")) or any(d.glob("overflow.*"))):
+        if not (any(d.glob("seg-*.log")) or any(d.glob("overflow.*")) or any(d.glob("journal-*.jsonl"))):
             continue
         lock = d / "LOCK"
         try:

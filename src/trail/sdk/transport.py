@@ -2,6 +2,8 @@
 
 ``Transport.send`` delivers a batch in order and returns once every record is acknowledged,
 or raises :class:`TransportUnavailable`; the worker then spools the batch and retries later.
+A transport may also ``announce`` how far its producer has got (a heartbeat or a close marker,
+on ``trail.producers``): how ``trail gaps`` sees the tail a crashed service never sent.
 Adapters live here so the client itself imports no broker library.
 """
 
@@ -23,6 +25,11 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def producers_topic_for(events_topic: str) -> str | None:
+    """``<namespace>trail.producers`` beside ``<namespace>trail.events``."""
+    return events_topic[: -len("events")] + "producers" if events_topic.endswith("trail.events") else None
+
+
 class KafkaTransport:
     """kafka-python producer: acks=all, idempotent, batching with a short linger.
 
@@ -38,9 +45,11 @@ class KafkaTransport:
         timeout_s: float = 10.0,
         linger_ms: int = 5,
         extra: dict[str, Any] | None = None,
+        producers_topic: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.producers_topic = producers_topic or producers_topic_for(topic)
         self.timeout_s = timeout_s
         self.linger_ms = linger_ms
         self.extra = extra or {}
@@ -99,6 +108,24 @@ class KafkaTransport:
             except TransportUnavailable:
                 self._drop()
                 raise
+
+    def announce(self, key: bytes, value: bytes) -> None:
+        """Send one progress record of the producer to ``trail.producers`` (acknowledged)."""
+        from kafka.errors import KafkaError
+
+        if not self.producers_topic:
+            return
+        producer = self._producer  # kafka-python's producer is thread-safe: a send in progress
+        if producer is None:  # (which holds the lock) must not hold up a heartbeat
+            with self._lock:
+                if self._producer is None:
+                    self._producer = self._connect()
+                producer = self._producer
+        try:
+            producer.send(self.producers_topic, key=key, value=value).get(timeout=self.timeout_s)
+        except (KafkaError, OSError, AssertionError) as exc:
+            # Not a reason to drop the events' producer: the topic may be missing or forbidden.
+            raise TransportUnavailable(f"progress not announced: {type(exc).__name__}") from None
 
     def _drop(self) -> None:
         self._partition.clear()  # the topic may come back with other partitions
