@@ -197,6 +197,8 @@ def test_access_log_events_are_sealed_and_verify(fresh: Api) -> None:
     assert res.status_code == 200, res.text
     summary = res.json()["summary"]
     assert summary["intact"] and summary["events_checked"] >= 4 and summary["unsealed_events"] == 0
+    huge = api.client.get(f"/v1/verify?since={2**64 + 5}", headers=api.as_("auditor"))
+    assert huge.status_code == 400 and huge.json().get("field") == "since", huge.text
 
 
 def test_investigator_lookup_needs_a_purpose_and_names_the_person(fresh: Api) -> None:

@@ -206,7 +206,10 @@ def test_demo_runs_green_from_a_fresh_directory(tmp_path):
     assert "read back from the store: 4000 events" in out
     assert "bulk export: 50000 records about 2000 customers" in out
     assert "bulk_export by E2042; graded IV" in out and "regulator initial report (zh, en)" in out
-    assert "2000 sent to the outbox" in out
+    # the example resolver knows nobody whose reference starts 0000 (the key is new each run, so
+    # now and then one of the 2,000 is "unknown" and its notice fails, as the demo means it to)
+    sent, failed = map(int, re.search(r"(\d+) sent to the outbox, (\d+) failed", out).groups())
+    assert sent + failed == 2000 and failed <= 5, out
     assert "no gaps" in out
     assert "bulk_export actor E2042 at 03:00 local" in out
     assert "trail verify: intact" in out and "inclusion proof of the bulk export" in out and ": checks" in out

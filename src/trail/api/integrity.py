@@ -13,7 +13,7 @@ router = APIRouter(tags=["integrity"])
 @router.get("/v1/verify", response_class=JsonResponse, openapi_extra=permission("integrity.verify"), summary="Verify")
 def verify(
     request: Request,
-    since: int | None = Query(None, ge=1),
+    since: int | None = Query(None, ge=1, le=2**63 - 1),  # a checkpoint number (UInt64 in the store)
     strict: str | None = None,
     public_key: str | None = Query(None, description="the public key's 64 hex characters (never a file name)"),
 ) -> JsonResponse:
