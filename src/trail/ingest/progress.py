@@ -18,9 +18,14 @@ from trail.sdk.progress import parse_progress
 
 
 def read_claims(
-    bootstrap: str, topic: str, options: Mapping[str, Any] | None = None, timeout_s: float = 15.0
+    bootstrap: str,
+    topic: str,
+    options: Mapping[str, Any] | None = None,
+    timeout_s: float = 15.0,
+    connect_timeout_s: float = 3.0,
 ) -> dict[str, dict[str, Any]]:
-    """The last progress record of each producer on ``topic`` (empty if the topic is missing)."""
+    """The last progress record of each producer on ``topic`` (empty if the topic is missing or
+    the broker does not answer within ``connect_timeout_s``: gaps inside the trail are still shown)."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
@@ -29,7 +34,7 @@ def read_claims(
             bootstrap_servers=bootstrap.split(","),
             enable_auto_commit=False,
             group_id=None,
-            bootstrap_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(connect_timeout_s * 1000),
             **dict(options or {}),
         )
     except (KafkaError, OSError):
