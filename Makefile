@@ -54,6 +54,7 @@ bench-durable: $(STAMP)
 
 drills: $(STAMP)
 	nice $(BIN)/python load_tests/drills.py --out load_tests/results/drills.json
+	nice $(BIN)/python load_tests/hostile.py --inputs 100000 --out load_tests/results/hostile.json --drills load_tests/results/drills.json
 
 clean:
 	rm -rf $(VENV) .trail .pytest_cache

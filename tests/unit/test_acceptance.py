@@ -468,3 +468,10 @@ def test_emit_never_reports_accepted_an_event_the_worker_could_not_send(
     assert (result.accepted, result.rejected) == (2, 1)
     assert result.errors[0]["line"] == 2 and "could not be sent" in result.errors[0]["error"]
     assert len(sink.stored) == 2 and [e["producer"]["seq"] for e in sink.stored] == [1, 2]
+
+
+def test_a_purpose_of_only_spaces_is_no_purpose() -> None:
+    """A blank purpose says nothing about why data is handled: refused where the event is born."""
+    with pytest.raises(ValidationError) as exc:
+        validate_input({**FIELDS, "source": SOURCE, "purpose": "   \t"})
+    assert exc.value.field == "purpose" and "spaces" in exc.value.reason

@@ -647,6 +647,9 @@ def validate_input(
     one allowed) and ``hash`` added.
     """
     ev = _validate_common(raw, _TOP_INPUT, policy)
+    if not ev["purpose"].strip():
+        # blank is no purpose (PIPL Art. 6: a specific purpose); stored blank purposes stay readable
+        raise ValidationError("purpose", "must say why the data is handled, not only spaces")
     subjects = raw.get("subject_ids")
     ids = [] if subjects is None else _list_of_ids("subject_ids", subjects)
     ev["subject_ids"] = ids
