@@ -234,6 +234,7 @@ def run(
             time.sleep(1)
             counts = stored()
         alerts: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 120  # the detector's own time, whatever the wait above took
         while time.monotonic() < deadline:
             alerts = store.query("SELECT rule, actor_id FROM {db}.alerts FINAL WHERE actor_id = 'E9001'")
             if any(a["rule"] == "bulk_export" for a in alerts):

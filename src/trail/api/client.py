@@ -22,7 +22,11 @@ from trail.errors import (
     UsageError,
     ValidationError,
 )
-from trail.service import QueryFilters
+from trail.service import MAX_ERRORS_REPORTED, QueryFilters
+
+#: ``trail emit`` through the API sends a file in requests of at most this many lines and bytes.
+EMIT_CHUNK_LINES = 5_000
+EMIT_CHUNK_BYTES = 8 << 20
 
 
 class ApiClient:
@@ -60,7 +64,30 @@ class ApiClient:
         return dict(self._call("GET", "/v1/health"))
 
     def emit(self, lines: list[bytes]) -> dict[str, Any]:
-        return dict(self._call("POST", "/v1/events", b"\n".join(lines), "application/x-ndjson"))
+        """Send the lines in requests of at most EMIT_CHUNK_LINES lines and EMIT_CHUNK_BYTES bytes
+        (a file of any size stays under the server's body limit); one answer, lines numbered in
+        the whole file."""
+        out: dict[str, Any] = {"accepted": 0, "rejected": 0, "errors": []}
+        first = 0
+        while first < len(lines):
+            last, size = first, 0
+            while (
+                last < len(lines)
+                and last - first < EMIT_CHUNK_LINES
+                and (last == first or size + len(lines[last]) + 1 <= EMIT_CHUNK_BYTES)
+            ):
+                size += len(lines[last]) + 1
+                last += 1
+            part = dict(self._call("POST", "/v1/events", b"\n".join(lines[first:last]), "application/x-ndjson"))
+            out["accepted"] += int(part.get("accepted", 0))
+            out["rejected"] += int(part.get("rejected", 0))
+            for err in part.get("errors", []):
+                if len(out["errors"]) < MAX_ERRORS_REPORTED:
+                    out["errors"].append({**err, "line": int(err.get("line", 0)) + first})
+            if "pending" in part:
+                out["pending"] = part["pending"]
+            first = last
+        return out
 
     def query(self, kind: str, key: str | None, filters: QueryFilters) -> list[dict[str, Any]]:
         """Every matching event up to the limit, following the server's cursor page by page."""
