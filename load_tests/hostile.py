@@ -33,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from load_tests.drills import event  # noqa: E402
 from trail.config import load_settings  # noqa: E402
 from trail.errors import ValidationError  # noqa: E402
 from trail.local.stack import LocalStack  # noqa: E402
@@ -46,16 +47,8 @@ DOORS = ("sdk", "emit", "api")
 
 
 def good(i: int) -> dict[str, Any]:
-    return {
-        "actor": {"kind": "staff", "id": f"E{3000 + i % 50}", "role": "support"},
-        "action": "view",
-        "subject_ids": [f"CUST-{i:08d}"],
-        "data_categories": ["name", "phone"],
-        "purpose": "answer support ticket",
-        "legal_basis": "contract",
-        "target": {"system": "crm", "dataset": "customers"},
-        "attributes": {"drill": f"good-{i}"},
-    }
+    """The crash drills' everyday event, marked so the drill can count it in the store."""
+    return {**event(i), "attributes": {"drill": f"good-{i}"}}
 
 
 def _set(ev: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
