@@ -259,7 +259,7 @@ def main() -> None:
         "targets": TARGETS,
         "parameters": {"page_rows": args.page, "keys_per_kind": args.keys, "days": DAYS},
         "definitions": {
-            "person": "one person's history through the subject index (trail.service.query 'subject'), one page",
+            "person": "one person's history from events_by_subject (trail.service.query 'subject'), one page",
             "actor_day": "one actor's events in one day through the actor index, one page",
             "actor_month": "one actor's events in 30 days through the actor index, one page",
             "filtered_day": "one day filtered by action, category and destination kind, one page",
@@ -275,17 +275,17 @@ def main() -> None:
         t = time.monotonic()
         if have != args.events:
             store.command("TRUNCATE TABLE {db}.events")
-            store.command("TRUNCATE TABLE {db}.subject_index")
+            store.command("TRUNCATE TABLE {db}.events_by_subject")
             store.command("TRUNCATE TABLE {db}.actor_index")
             generate(store, args.events, args.chunk)
             store.command("OPTIMIZE TABLE {db}.events FINAL")
-            store.command("OPTIMIZE TABLE {db}.subject_index FINAL")
+            store.command("OPTIMIZE TABLE {db}.events_by_subject FINAL")
             store.command("OPTIMIZE TABLE {db}.actor_index FINAL")
         result["generate_s"] = round(time.monotonic() - t, 1)
         result["events"] = store.count_events()
-        result["people"] = int(store.query("SELECT uniqExact(subject_ref) AS n FROM {db}.subject_index")[0]["n"])
+        result["people"] = int(store.query("SELECT uniqExact(subject_ref) AS n FROM {db}.events_by_subject")[0]["n"])
         heaviest = store.query(
-            "SELECT count() AS n FROM {db}.subject_index GROUP BY subject_ref ORDER BY n DESC LIMIT 1"
+            "SELECT count() AS n FROM {db}.events_by_subject GROUP BY subject_ref ORDER BY n DESC LIMIT 1"
         )
         result["heaviest_person_events"] = int(heaviest[0]["n"]) if heaviest else 0
         result["actors"] = int(store.query("SELECT uniqExact(actor_id) AS n FROM {db}.actor_index")[0]["n"])

@@ -36,7 +36,15 @@ from trail.errors import StoreError, UsageError, ValidationError
 
 #: The tables analysts may read.
 TABLES: Final = frozenset(
-    {"events", "subject_index", "actor_index", "alerts", "checkpoints", "checkpoint_ranges", "retention_records"}
+    {
+        "events",
+        "events_by_subject",
+        "actor_index",
+        "alerts",
+        "checkpoints",
+        "checkpoint_ranges",
+        "retention_records",
+    }
 )
 #: Function names (lower case) that read outside the query or the server's own state.
 _DENIED_PREFIXES: Final = (

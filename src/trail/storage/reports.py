@@ -174,7 +174,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-#: The columns the subject report shows, as ``subject_events`` (migration 0009) keeps them by person.
+#: The columns the subject report shows, read from ``events_by_subject`` (migration 0011), by person.
 SUBJECT_COLUMNS: Final = (
     "occurred_at, actor_kind, actor_id, actor_role, actor_department, action, data_categories, purpose, "
     "legal_basis, consent_ref, source_service, target_system, target_dataset, target_resource, destination_kind, "
@@ -205,7 +205,7 @@ def subject_rows(
         where.append("occurred_at < {until:DateTime64(6, 'UTC')}")
         params["until"] = until
     rows = store.query(
-        f"SELECT toString(event_id) AS event_id, {SUBJECT_COLUMNS} FROM {{db}}.subject_events "
+        f"SELECT toString(event_id) AS event_id, {SUBJECT_COLUMNS} FROM {{db}}.events_by_subject "
         f"WHERE {' AND '.join(where)} ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {{limit:UInt64}}",
         params,
     )

@@ -7,10 +7,10 @@ schema. On a cluster the same migrations are rewritten, statement by statement:
   ``{shard}`` and ``{replica}`` macros) and a ``Distributed`` table of the old name over it, so
   every query of trail reads and writes the old name unchanged. Sharding keys keep lookups on one
   shard where it matters: ``events`` by producer (one producer's hash chain stays whole on one
-  shard, so gaps and chains are checked shard-locally), ``subject_index`` by subject reference
-  (one person's lookup reads one shard), ``actor_index`` by actor (one actor's lookup reads one
-  shard), ``subject_events`` by subject reference (one person's report reads one shard),
-  ``alerts`` by alert id (every version of an alert on one shard, so ``FINAL`` is exact);
+  shard, so gaps and chains are checked shard-locally), ``events_by_subject`` by subject
+  reference (one person's history and report read one shard), ``actor_index`` by actor (one
+  actor's lookup reads one shard), ``alerts`` by alert id (every version of an alert on one
+  shard, so ``FINAL`` is exact);
 * the small tables (checkpoints, their ranges, retention records, detector checkpoints, the
   migrations ledger) are replicated whole to every node (one ZooKeeper path for all shards);
 * materialised views read each shard's local ``events_local`` and write into the Distributed
@@ -58,6 +58,7 @@ SHARDED: Final[dict[str, str]] = {
     "subject_index": "cityHash64(subject_ref)",
     "actor_index": "cityHash64(actor_id)",
     "subject_events": "cityHash64(subject_ref)",
+    "events_by_subject": "cityHash64(subject_ref)",
     "alerts": "cityHash64(alert_id)",
 }
 
@@ -68,6 +69,7 @@ _CREATE = re.compile(
     re.S,
 )
 _VIEW = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{db\}\.(?P<view>\w+) TO (?P<rest>.*)$", re.S)
+_DROP = re.compile(r"^DROP (?P<kind>TABLE|VIEW) IF EXISTS \{db\}\.(?P<name>\w+)$")
 _ALTER = re.compile(r"^ALTER TABLE \{db\}\.(?P<table>\w+) (?P<rest>.*)$", re.S)
 
 
@@ -139,6 +141,14 @@ def rewrite(stmt: str, cluster: str, database: str) -> list[str]:
                 f"ALTER TABLE {{db}}.{table} {on} {m['rest']}",
             ]
         return [f"ALTER TABLE {{db}}.{table} {on} {m['rest']}"]
+    if m := _DROP.match(stmt):
+        kind, name = m["kind"], m["name"]
+        if kind == "TABLE" and name in SHARDED:  # the Distributed table first, then what it reads
+            return [
+                f"DROP TABLE IF EXISTS {{db}}.{name} {on} SYNC",
+                f"DROP TABLE IF EXISTS {{db}}.{name}_local {on} SYNC",
+            ]
+        return [f"DROP {kind} IF EXISTS {{db}}.{name} {on} SYNC"]
     if stmt.startswith("INSERT INTO"):
         return [stmt]  # a backfill: once, through the Distributed tables
     raise ConfigError(f"no cluster form for this migration statement: {stmt[:80]}")

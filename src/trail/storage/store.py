@@ -62,7 +62,10 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "hash",
 )
 
-_SELECT = ", ".join(c if c != "event_id" else "toString(event_id) AS event_id" for c in EVENT_COLUMNS)
+#: The event columns as stored: ``event_id`` stays a UUID here (row_to_event makes it text), so the
+#: paging cursor ``(occurred_at, event_id) > ...`` and ``ORDER BY event_id`` mean the column, in the
+#: order of the tables' keys, not an alias of its text.
+_SELECT = ", ".join(EVENT_COLUMNS)
 
 
 def events_to_columns(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
@@ -408,30 +411,33 @@ class Store:
         if category:
             where.append("has(data_categories, {category:String})")
             params["category"] = category
-        # The index tables are ordered by (key, occurred_at): the same time range bounds their read.
-        index_range = "".join(
-            f" AND occurred_at {op} {{{name}:DateTime64(6, 'UTC')}}"
-            for op, name, value in ((">=", "since", since), ("<", "until", until))
-            if value is not None
-        )
+        order = "DESC" if newest_first else "ASC"
+        table = "events"
+        if subject_ref:
+            # events_by_subject holds every event whole, ordered by person: one range read.
+            table = "events_by_subject"
+            where.append("subject_ref = {ref:String}")
+            params["ref"] = subject_ref
         if actor_id:
             where.append("actor_id = {actor:String}")
-            where.append(
-                "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.actor_index "
-                f"WHERE actor_id = {{actor:String}}{index_range})"
-            )
             params["actor"] = actor_id
-        if subject_ref:
+        if actor_id and not subject_ref:
+            # actor_index is ordered by (actor, occurred_at): the same range and cursor bound its read.
+            # With no other filter the page's own rows are known there (DISTINCT: an event delivered
+            # twice is one), so only their granules of events are read, not the whole range's.
+            index_where = ["actor_id = {actor:String}"] + [
+                w for w in where if w.startswith(("occurred_at ", "(occurred_at, event_id)"))
+            ]
+            only_range = len(index_where) == len(where) - 1  # where also holds "1"
+            page = f" ORDER BY occurred_at {order}, event_id LIMIT {{limit:UInt64}}" if only_range else ""
             where.append(
-                "(occurred_at, event_id) IN (SELECT occurred_at, event_id FROM {db}.subject_index "
-                f"WHERE subject_ref = {{ref:String}}{index_range})"
+                "(occurred_at, event_id) IN (SELECT DISTINCT occurred_at, event_id FROM {db}.actor_index "
+                f"WHERE {' AND '.join(index_where)}{page})"
             )
-            params["ref"] = subject_ref
-        order = "DESC" if newest_first else "ASC"
         sql = (
             # LIMIT 1 BY event_id already shows one row per event (exact redeliveries are identical rows),
             # so no FINAL: merging parts at read time cost 4-5x on a one-day actor query.
-            f"SELECT {_SELECT} FROM {{db}}.events WHERE {' AND '.join(where)} "
+            f"SELECT {_SELECT} FROM {{db}}.{table} WHERE {' AND '.join(where)} "
             f"ORDER BY occurred_at {order}, event_id, producer_id, producer_seq "
             "LIMIT 1 BY event_id LIMIT {limit:UInt64}"
         )
