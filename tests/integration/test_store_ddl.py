@@ -71,6 +71,8 @@ def test_cluster_tables_are_replicated_sharded_and_on_cluster() -> None:
 def test_storage_settings_change_only_the_local_tables() -> None:
     out = rewrite_all("ALTER TABLE {db}.events MODIFY SETTING max_compress_block_size = 65536")
     assert out == ["ALTER TABLE trail.events_local ON CLUSTER main MODIFY SETTING max_compress_block_size = 65536"]
+    out = rewrite_all("ALTER TABLE {db}.events MODIFY COLUMN hash CODEC(ZSTD(1))")
+    assert out == ["ALTER TABLE trail.events_local ON CLUSTER main MODIFY COLUMN hash CODEC(ZSTD(1))"]
 
 
 def rewrite_all(stmt: str) -> list[str]:

@@ -133,8 +133,8 @@ def rewrite(stmt: str, cluster: str, database: str) -> list[str]:
         return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.{m['view']} {on} TO {rest}"]
     if m := _ALTER.match(stmt):
         table = m["table"]
-        if table in SHARDED and m["rest"].startswith("MODIFY SETTING"):
-            return [f"ALTER TABLE {{db}}.{table}_local {on} {m['rest']}"]  # storage settings: local tables only
+        if table in SHARDED and (m["rest"].startswith("MODIFY SETTING") or " CODEC(" in m["rest"]):
+            return [f"ALTER TABLE {{db}}.{table}_local {on} {m['rest']}"]  # storage settings, codecs: local tables only
         if table in SHARDED:
             return [
                 f"ALTER TABLE {{db}}.{table}_local {on} {m['rest']}",
