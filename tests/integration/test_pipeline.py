@@ -200,6 +200,12 @@ def test_store_outage_commits_nothing_and_recovers(tmp_path, broker, topics, sto
         client.record(**event(i))
     assert client.flush(30)
     wait_for(lambda: store.count_events() == 200, 30, what="first events")
+    # an insert is committed once it has finished, at the loop's next round
+    wait_for(
+        lambda: sum(_committed(broker.bootstrap, sink.sink.cfg.group_id, topics["events"]).values()) == 200,
+        30,
+        what="first offsets committed",
+    )
     before = _committed(broker.bootstrap, sink.sink.cfg.group_id, topics["events"])
     store.command("DETACH TABLE {db}.events")
     try:

@@ -3,16 +3,19 @@
 A :class:`~trail.ingest.batch.BatchStep` over the consumer loop (``trail.ingest.processor``),
 as a member of the consumer group ``<namespace>trail-sink`` (several sinks share the partitions):
 
-1. decode each record (pure): a good event joins the batch, a bad one is staged for the
+1. decode each record (pure; :mod:`trail.ingest.decode`): a good event joins the batch, a bad one is staged for the
    dead-letter topic with its reason;
 2. at ``batch_size`` records or ``batch_seconds`` after the first, and on stop or revocation:
    a. check the dead-letter ratio (below);
    b. produce the dead letters (original bytes, reason, topic/partition/offset in headers)
       and wait for the broker's acknowledgement;
-   c. insert the good events, columnar, in one insert, within ``write_timeout_s``; if the store
-      fails or the insert times out, the loop pauses every partition, keeps polling so the
-      group stays alive, retries with capped backoff, and commits nothing;
-   d. commit the offsets the batch covers, then tell the sealer what was stored.
+   c. insert the good events, columnar, in one insert, within ``write_timeout_s``, in the
+      writer thread: meanwhile the loop polls and decodes the next batch (the store works
+      outside the GIL, so the two use both cores); at most one batch is in flight;
+   d. when that insert has finished (at the latest when the next batch is due): commit the
+      offsets the batch covers, then tell the sealer what was stored. If the store failed or
+      the insert timed out, the loop pauses every partition, keeps polling so the group stays
+      alive, retries the insert with capped backoff, and commits nothing past it.
 3. on revocation, what was staged for the lost partitions is dropped (the next owner re-reads
    it from the last commit; the store de-duplicates).
 
@@ -37,13 +40,14 @@ from typing import Any, NamedTuple, Protocol
 from trail import metrics
 from trail.errors import SinkHalted as SinkHalted
 from trail.errors import StoreError, TrailError
-from trail.events.wire import Rejected, decode
+from trail.events.wire import Rejected
 from trail.ingest.batch import Batch, BatchStep
+from trail.ingest.decode import decode
 from trail.ingest.errors import WriteFailed, WriteTimeout
 from trail.ingest.kafka import AckedProducer, KafkaConsumerAdapter
 from trail.ingest.processor import Processor, close_quietly
 from trail.ingest.step import Record
-from trail.ingest.timeout import TimeLimit
+from trail.ingest.timeout import Pending, TimeLimit
 from trail.logging import get_logger
 from trail.storage.store import Store
 
@@ -112,6 +116,8 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         self._last_seal = time.monotonic()
         self._flush_started = 0.0
         self._deadletters: AckedProducer | None = None
+        #: The batch whose insert runs in the writer thread, not yet committed (None: settled).
+        self._inflight: tuple[Batch[dict[str, Any] | Dead], Pending[None] | None] | None = None
         self._loop = Processor(
             "sink",
             self._consumer,
@@ -170,11 +176,70 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         return Dead(record, result.reason) if isinstance(result, Rejected) else result
 
     def poll(self) -> None:
+        inflight = self._inflight
+        if inflight is not None and (inflight[1] is None or inflight[1].done()):
+            self._settle()
         super().poll()
         self._maybe_seal()
 
+    def flush(self) -> None:
+        """Settle the batch in flight (its insert finished: commit it), then start this one's:
+        ratio checked and dead letters acknowledged here, the insert in the writer thread, so
+        the loop polls and decodes the next batch while the store inserts this one. One batch
+        is in flight at most, and offsets are committed in order, each only after its insert.
+        When the loop is stopping, the batch is settled before returning."""
+        self._settle()
+        batch = self.batch
+        if batch.offsets:
+            self._inflight = (batch, self._begin(batch))
+            self.batch = Batch()
+            if self.loop.stopping:
+                self._settle()
+        else:
+            self.batch = Batch()
+
+    def _begin(self, batch: Batch[dict[str, Any] | Dead]) -> Pending[None] | None:
+        """Dead-letter (at once), then start the insert; None when there is nothing to insert."""
+        self._write_stages(batch, up_to=_DEADLETTERED)
+        rows = [i for i in batch.all() if not isinstance(i, Dead)]
+        if not rows:
+            batch.stage = _INSERTED
+            return None
+        self._number(batch)
+        timeout = self.cfg.write_timeout_s
+        try:
+            return self._writes.start(lambda: self._insert(rows), timeout, f"insert of {len(rows)} events")
+        except WriteTimeout as exc:  # the previous (timed-out) write is still running
+            self.stats.store_failures += 1
+            raise WriteFailed("store_unavailable", f"{exc} ({len(rows)} rows)") from exc
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight and commit it; a failed insert raises WriteFailed, and
+        the loop's retry runs it again here (synchronously) before anything newer."""
+        inflight = self._inflight
+        if inflight is None:
+            return
+        batch, pending = inflight
+        if pending is not None:
+            self._inflight = (batch, None)  # from here on, a retry writes it again synchronously
+            try:
+                pending.result()
+            except (StoreError, WriteTimeout) as exc:
+                self.stats.store_failures += 1
+                n = sum(1 for i in batch.all() if not isinstance(i, Dead))
+                raise WriteFailed("store_unavailable", f"{exc} ({n} rows)") from exc
+            batch.stage = _INSERTED
+        else:
+            self.write(batch)
+        self.loop.commit(batch.offsets)
+        self._inflight = None
+        self.written(batch)
+
     def write(self, batch: Batch[dict[str, Any] | Dead]) -> None:
         """Dead-letter, insert — in that order; the loop commits only after both."""
+        self._write_stages(batch, up_to=_INSERTED)
+
+    def _write_stages(self, batch: Batch[dict[str, Any] | Dead], up_to: int) -> None:
         items = batch.all()
         if batch.stage < _CHECKED:
             self._flush_started = time.monotonic()
@@ -183,25 +248,29 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         if batch.stage < _DEADLETTERED:
             self._deadletter([i for i in items if isinstance(i, Dead)])
             batch.stage = _DEADLETTERED
-        if batch.stage < _INSERTED:
+        if batch.stage < _INSERTED and up_to >= _INSERTED:
             rows = [i for i in items if not isinstance(i, Dead)]
-            if rows and not batch.number:
-                self.inserts_begun += 1
-                batch.number = self.inserts_begun
-            try:
-                if rows:
-                    started = time.monotonic()
+            if rows:
+                self._number(batch)
+                try:
                     self._writes.run(
-                        lambda: self.store.insert_events(rows, timeout_s=self.cfg.write_timeout_s),
-                        self.cfg.write_timeout_s,
-                        f"insert of {len(rows)} events",
+                        lambda: self._insert(rows), self.cfg.write_timeout_s, f"insert of {len(rows)} events"
                     )
-                    metrics.INSERT_SECONDS.observe(time.monotonic() - started)
-                    metrics.EVENTS_STORED.inc(len(rows))
-            except (StoreError, WriteTimeout) as exc:
-                self.stats.store_failures += 1
-                raise WriteFailed("store_unavailable", f"{exc} ({len(rows)} rows)") from exc
+                except (StoreError, WriteTimeout) as exc:
+                    self.stats.store_failures += 1
+                    raise WriteFailed("store_unavailable", f"{exc} ({len(rows)} rows)") from exc
             batch.stage = _INSERTED
+
+    def _number(self, batch: Batch[dict[str, Any] | Dead]) -> None:
+        if not batch.number:
+            self.inserts_begun += 1
+            batch.number = self.inserts_begun
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        started = time.monotonic()
+        self.store.insert_events(rows, timeout_s=self.cfg.write_timeout_s)
+        metrics.INSERT_SECONDS.observe(time.monotonic() - started)
+        metrics.EVENTS_STORED.inc(len(rows))
 
     def written(self, batch: Batch[dict[str, Any] | Dead]) -> None:
         items = batch.all()

@@ -43,6 +43,27 @@ class _Job(Generic[T]):
             self.done.set()
 
 
+class Pending(Generic[T]):
+    """A write started by :meth:`TimeLimit.start`."""
+
+    def __init__(self, limit: TimeLimit, job: _Job[T], deadline: float, timeout_s: float, what: str) -> None:
+        self._limit, self._job, self._deadline, self._timeout_s, self._what = limit, job, deadline, timeout_s, what
+
+    def done(self) -> bool:
+        return self._job.done.is_set()
+
+    def result(self) -> T:
+        """The write's result; its exception; or WriteTimeout once its time is up (it may still
+        finish later: the next write waits for it first)."""
+        job = self._job
+        if not job.done.wait(max(0.0, self._deadline - time.monotonic())):
+            self._limit._late = job  # type: ignore[assignment]
+            raise WriteTimeout(f"{self._what} did not finish within {self._timeout_s:g} s")
+        if job.error is not None:
+            raise job.error
+        return job.value  # type: ignore[return-value]  # set by the job when it finished without error
+
+
 class TimeLimit:
     """Runs one role's writes, one at a time, each within a time limit."""
 
@@ -57,6 +78,12 @@ class TimeLimit:
         0: no limit, run inline). An exception of ``fn`` is raised here unchanged."""
         if not timeout_s or timeout_s <= 0:
             return fn()
+        return self.start(fn, timeout_s, what).result()
+
+    def start(self, fn: Callable[[], T], timeout_s: float, what: str) -> Pending[T]:
+        """Start ``fn()`` in the worker and return at once; :meth:`Pending.result` waits for it
+        within ``timeout_s`` of now. The caller may do other work meanwhile (the sink decodes
+        its next batch while the store inserts this one, outside the GIL)."""
         deadline = time.monotonic() + timeout_s
         late = self._late
         if late is not None:
@@ -66,12 +93,7 @@ class TimeLimit:
         job: _Job[T] = _Job(fn)
         self._start()
         self._jobs.put(job)  # type: ignore[arg-type]  # the queue holds jobs of any result type
-        if not job.done.wait(max(0.0, deadline - time.monotonic())):
-            self._late = job  # type: ignore[assignment]
-            raise WriteTimeout(f"{what} did not finish within {timeout_s:g} s")
-        if job.error is not None:
-            raise job.error
-        return job.value  # type: ignore[return-value]  # set by the job when it finished without error
+        return Pending(self, job, deadline, timeout_s, what)
 
     def close(self) -> None:
         """Let the worker end once it is idle (a write still running finishes first)."""

@@ -344,7 +344,10 @@ class Store:
                     cols,
                     column_names=list(EVENT_COLUMNS),
                     column_oriented=True,
-                    settings=_time_limit(timeout_s),
+                    # Rows of one insert are not de-duplicated at insert (what a ReplacingMergeTree
+                    # does by default): every read shows one row per event anyway, merges collapse
+                    # exact copies, and the sort it saves is a fifth of an insert's time.
+                    settings={"optimize_on_insert": 0, **(_time_limit(timeout_s) or {})},
                 )
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"insert of {len(events)} events failed: {_short(exc)}") from None
