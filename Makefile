@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv themselves.
 PY ?= python3
-# The slowest tests are listed after every run, so the suite stays well under 15 minutes.
-PYTEST_ARGS ?= --durations=25
+# Two workers, each taking whole files (their module fixtures stay together); the slowest tests
+# are listed after every run, so the suite stays well under 15 minutes.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
