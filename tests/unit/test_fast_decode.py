@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import input_events
-from tests.unit.test_decode import FIELDS, KEY, sdk_records
+from tests.unit.test_decode import FIELDS, sdk_records
+from tests.unit.test_property_acceptance import _client, _sink
 from trail.errors import ValidationError
 from trail.events import wire
 from trail.events.model import MAX_EVENT_BYTES, event_hash
 from trail.ingest.decode import decode, fast_decode
-from trail.sdk.client import Client
-from trail.sdk.transport import CallbackTransport
 
 
 def same_answer(value: bytes | None) -> Any:
@@ -45,25 +43,6 @@ def rehashed(ev: dict[str, Any]) -> bytes:
 
 
 # ------------------------------------------------------------------ what producers send
-_sent: list[bytes] = []
-_lock = threading.Lock()
-_tmp = tempfile.TemporaryDirectory(prefix="trail-fast-decode-")
-
-
-def _collect(_key: bytes, values: list[bytes]) -> None:
-    with _lock:
-        _sent.extend(values)
-
-
-_client = Client(
-    service="fast-decode",
-    transport=CallbackTransport(_collect),
-    subject_key=KEY,
-    spool_dir=Path(_tmp.name) / "spool",
-    host="test-host",
-    environment="test",
-    linger_s=0.0,
-)
 
 
 @given(raw=input_events())
@@ -71,15 +50,15 @@ _client = Client(
 def test_every_event_the_sdk_sends_takes_the_fast_path_with_the_rules_result(raw: dict[str, Any]) -> None:
     """Whatever record() accepts reaches the wire in canonical form: the fast path accepts it and
     returns what the full validator returns (destination, consent, attributes, any Unicode)."""
-    with _lock:
-        _sent.clear()
+    with _sink.lock:
+        _sink.values.clear()
     try:
         _client.record(**raw)
     except ValidationError:
         return
     assert _client.flush(10)
-    with _lock:
-        [value] = _sent
+    with _sink.lock:
+        [value] = _sink.values
     expected = wire.decode(value)
     assert not isinstance(expected, wire.Rejected), expected
     assert fast_decode(value) == expected

@@ -26,10 +26,12 @@ class _SinkPath:
         self.lock = threading.Lock()
         self.stored: list[str] = []
         self.dead: list[str] = []
+        self.values: list[bytes] = []  # what went over the wire, as sent
 
     def __call__(self, _key: bytes, values: list[bytes]) -> None:
         with self.lock:
             for v in values:
+                self.values.append(v)
                 d = decode(v)
                 if isinstance(d, Rejected):
                     self.dead.append(d.reason)
