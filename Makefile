@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-detect bench-notices bench-api bench-durable drills clean
+.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-reports-100m bench-detect bench-notices bench-api bench-durable drills clean
 
 $(STAMP): pyproject.toml scripts/system-packages.sh
 	scripts/system-packages.sh
@@ -40,6 +40,10 @@ bench-query: $(STAMP)
 
 bench-reports: $(STAMP)
 	nice $(BIN)/python load_tests/bench_reports.py --events $${TRAIL_BENCH_EVENTS:-10000000} --out load_tests/results/reports.json
+
+# The compliance report over a month of 100 M events (about an hour here, most of it generating).
+bench-reports-100m: $(STAMP)
+	$(BIN)/python load_tests/bench_reports.py --events 100000000 --chunk 5000000 --compliance-only --out load_tests/results/reports-100m.json
 
 bench-detect: $(STAMP)
 	$(BIN)/python load_tests/bench_detect.py --scale 0.5 --out load_tests/results/detection.json
