@@ -213,6 +213,7 @@ def test_the_api_intake_applies_the_same_rule(tmp_path: Path, store: Any) -> Non
         assert errors[6].startswith("occurred_at: is more than 10 minutes ahead")
         assert "someone@example.com" not in res.text
         assert api.services.backend.client.flush(30)
-        assert {r["attributes"]["ticket"] for r in store.find_events(limit=100)} >= {"T-0", "T-6"}
+        # the API's own access-log events (no ticket) may be stored by now too
+        assert {r["attributes"].get("ticket") for r in store.find_events(limit=100)} >= {"T-0", "T-6"}
     finally:
         gen.close()
