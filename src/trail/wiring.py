@@ -225,9 +225,9 @@ def start_detection(
 ErrorMap = Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str]]
 
 
-def run_until_signal(worker: Any, role: str, *, errors: ErrorMap, cleanup: Callable[[], None]) -> int:
-    """Run ``worker.run()`` until it returns (0) or raises one of ``errors``: ``(exception
-    types, exit status, log event suffix)``, logged as ``<role>.<suffix>``."""
+def stop_on_signal(worker: Any, role: str) -> None:
+    """SIGTERM and SIGINT call ``worker.stop()`` from now on (install it before a role starts
+    serving, so a signal as soon as it answers is already a clean stop)."""
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info(f"{role}.signal", signal=signal.Signals(signum).name)
@@ -235,6 +235,12 @@ def run_until_signal(worker: Any, role: str, *, errors: ErrorMap, cleanup: Calla
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def run_until_signal(worker: Any, role: str, *, errors: ErrorMap, cleanup: Callable[[], None]) -> int:
+    """Run ``worker.run()`` until it returns (0) or raises one of ``errors``: ``(exception
+    types, exit status, log event suffix)``, logged as ``<role>.<suffix>``."""
+    stop_on_signal(worker, role)
     try:
         worker.run()
         return 0

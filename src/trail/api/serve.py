@@ -15,19 +15,19 @@ from trail.config import Settings, resolve_bootstrap
 from trail.errors import ConfigError, StoreError, TrailError
 from trail.files import private_umask
 from trail.logging import get_logger
-from trail.wiring import incident_service, run_until_signal
+from trail.wiring import incident_service, run_until_signal, stop_on_signal
 
 log = get_logger("trail.serve")
 
 
 class _Serving:
-    def __init__(self, server: Any) -> None:
-        self.server = server
+    def __init__(self) -> None:
+        self.server: Any = None
         self._stop = threading.Event()
 
     def run(self) -> None:
         while not self._stop.wait(0.5):
-            if not self.server.running:
+            if self.server is not None and not self.server.running:
                 raise TrailError(f"the API stopped: {self.server.error}")
 
     def stop(self) -> None:
@@ -63,7 +63,10 @@ def run_serve(settings: Settings) -> int:
         return 3
     incidents = LocalIncidents(incident_service(settings, store))
     services = build_api_services(settings, store, bootstrap, incidents=incidents)
-    server = ApiServer(create_app(services), settings).start()
+    serving = _Serving()
+    # The socket takes connections as soon as it is bound: a SIGTERM from then on is a clean stop.
+    stop_on_signal(serving, "serve")
+    server = serving.server = ApiServer(create_app(services), settings).start()
     log.info("serve.ready", api=server.url, kafka=bootstrap)
 
     def cleanup() -> None:
@@ -73,4 +76,4 @@ def run_serve(settings: Settings) -> int:
         store.close()
         log.info("serve.stopped")
 
-    return run_until_signal(_Serving(server), "serve", errors=((TrailError, 3, "failed"),), cleanup=cleanup)
+    return run_until_signal(serving, "serve", errors=((TrailError, 3, "failed"),), cleanup=cleanup)
