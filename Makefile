@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-reports-100m bench-detect bench-notices bench-api bench-durable drills clean
+.PHONY: venv demo test lint bench bench-verify bench-query bench-reports bench-reports-100m bench-detect bench-notices bench-api bench-durable bench-sealer drills clean
 
 $(STAMP): pyproject.toml scripts/system-packages.sh
 	scripts/system-packages.sh
@@ -55,6 +55,9 @@ bench-notices: $(STAMP)
 
 bench-api: $(STAMP)
 	$(BIN)/python load_tests/bench_api.py --events 200000 --out load_tests/results/api.json
+
+bench-sealer: $(STAMP)
+	$(BIN)/python load_tests/bench_sealer.py --events $${TRAIL_BENCH_EVENTS:-200000} --out load_tests/results/sealer.json
 
 bench-durable: $(STAMP)
 	$(BIN)/python load_tests/bench_durable.py --out load_tests/results/durable.json

@@ -1,4 +1,5 @@
-"""Deployable sealer: the one process that signs checkpoints over what every sink stored.
+"""Deployable sealer: the one process that signs checkpoints over what every sink stored. It reads
+``trail.events`` (group ``trail-sealer``) and seals each event once the sinks' group committed past it.
 
 Configuration comes from ``TRAIL_*`` variables (see ``trail config show``): TRAIL_CLICKHOUSE_DSN,
 TRAIL_CHECKPOINT_KEY_FILE (the Ed25519 signing key), TRAIL_CHECKPOINT_SECONDS (how often),

@@ -92,6 +92,21 @@ API_SECONDS: Final = Histogram(
     buckets=_SECONDS_BUCKETS,
     registry=REGISTRY,
 )
+SEALER_UNSEALED: Final = Gauge(
+    "trail_sealer_unsealed_events",
+    "Events the leading sealer has read from the log and not yet sealed (waiting for the sinks, or behind a gap).",
+    registry=REGISTRY,
+)
+CHECKPOINTS_SIGNED: Final = Counter(
+    "trail_checkpoints_signed_total",
+    "Checkpoints this process signed as the leading sealer.",
+    registry=REGISTRY,
+)
+SEALER_LEADING: Final = Gauge(
+    "trail_sealer_leading",
+    "1 while this process holds the sealer lease and seals, 0 while it waits as a standby.",
+    registry=REGISTRY,
+)
 
 #: Gauges read at scrape time: name -> (help, labels).
 WATCHED: Final[dict[str, tuple[str, tuple[str, ...]]]] = {

@@ -39,12 +39,14 @@ from trail.files import private_umask
 from trail.incidents.application import IncidentService
 from trail.incidents.trigger import IncidentTrigger, TriggerConfig
 from trail.ingest.errors import OffsetOutOfRange, StoppedWhileFailing
+from trail.ingest.kafka import GroupOffsets
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key
 from trail.integrity.lease import FileLease, Lease, PostgresLease
+from trail.integrity.log_sealer import log_consumer
 from trail.integrity.sealer import Sealer, kafka_publisher, make_sealer
-from trail.integrity.sealer_role import SealerRole
+from trail.integrity.sealer_role import LogFeed, SealerRole
 from trail.logging import configure, get_logger
 from trail.storage.store import Store, open_store
 
@@ -78,9 +80,10 @@ def sink_config(settings: Settings, bootstrap: str, **overrides: Any) -> SinkCon
     )
 
 
-def build_sink(settings: Settings, store: Store, bootstrap: str, **overrides: Any) -> Sink:
-    """The sink of ``settings``, sealing what it stores when sealing is on."""
-    sealer = make_sealer(settings, store, bootstrap, kafka_options(settings))
+def build_sink(settings: Settings, store: Store, bootstrap: str, *, sealing: bool = True, **overrides: Any) -> Sink:
+    """The sink of ``settings``, sealing what it stores when sealing is on (and ``sealing``:
+    ``trail up`` seals in a sealer role beside it instead)."""
+    sealer = make_sealer(settings, store, bootstrap, kafka_options(settings)) if sealing else None
     return Sink(sink_config(settings, bootstrap, **overrides), store, sealer)
 
 
@@ -300,15 +303,24 @@ def sealer_lease(settings: Settings) -> Lease:
 
 
 def build_sealer_role(settings: Settings, store: Store, bootstrap: str | None) -> SealerRole:
-    """The sealer role (``consumers/sealer.py``): seals every ``TRAIL_CHECKPOINT_SECONDS`` (10 s
-    when sinks' sealing is off with 0) while it holds the lease."""
+    """The sealer role (``consumers/sealer.py``, and ``trail up``'s): seals every
+    ``TRAIL_CHECKPOINT_SECONDS`` (10 s when sinks' sealing is off with 0) while it holds the
+    lease — from the events topic with a broker, else from the store."""
     key = checkpoint_signing_key(settings)
-    publish = kafka_publisher(bootstrap, settings.topic("checkpoints"), kafka_options(settings)) if bootstrap else None
+    options = kafka_options(settings)
+    publish = kafka_publisher(bootstrap, settings.topic("checkpoints"), options) if bootstrap else None
 
-    def make() -> Sealer:
-        return Sealer(store, key, AppendOnlyLog(settings.checkpoint_log_path), publish)
+    def make(adopt_stored: bool) -> Sealer:
+        return Sealer(store, key, AppendOnlyLog(settings.checkpoint_log_path), publish, adopt_stored=adopt_stored)
 
-    return SealerRole(make, store, sealer_lease(settings), interval_s=settings.checkpoint_seconds or 10.0)
+    feed = None
+    if bootstrap:
+        topic = settings.topic("events")
+        feed = LogFeed(
+            consumer=log_consumer(bootstrap, topic, f"{settings.namespace}trail-sealer", options),
+            sinks=lambda: GroupOffsets(bootstrap, topic, sink_config(settings, bootstrap).group_id, options),
+        )
+    return SealerRole(make, store, sealer_lease(settings), interval_s=settings.checkpoint_seconds or 10.0, feed=feed)
 
 
 def role_main(name: str, run: Callable[[Settings], int]) -> int:
@@ -429,6 +441,11 @@ def run_sealer(settings: Settings) -> int:
         bootstrap = resolve_bootstrap(settings)
         store = open_trail_store(settings)
         role = build_sealer_role(settings, store, bootstrap)
-        return run_until_signal(role, "sealer", errors=((TrailError, 3, "failed"),), cleanup=store.close)
+        return run_until_signal(
+            role,
+            "sealer",
+            errors=((OffsetOutOfRange, 5, "offsets_out_of_range"), (TrailError, 3, "failed")),
+            cleanup=store.close,
+        )
 
     return _configured("sealer", run)

@@ -114,6 +114,8 @@ def test_up_emit_query_gaps_and_clean_stop(tmp_path, events_file):
         with urllib.request.urlopen(server["api"] + "/v1/health", timeout=30) as resp:  # noqa: S310  # local API
             health = json.loads(resp.read())
         assert health["sink"]["running"] and health["store"]
+        # the checkpoints behind verify --strict came from the sealer role, reading the log
+        assert health["sealer"]["running"] and health["sealer"]["leading"] and health["sealer"]["checkpoints"] >= 1
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)

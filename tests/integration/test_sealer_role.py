@@ -49,8 +49,8 @@ class Sinks:
         self.store.insert_events(rec.events)
 
     def role(self, lease: Any) -> SealerRole:
-        def make() -> Sealer:
-            return Sealer(self.store, self.key, AppendOnlyLog(self.log_path))
+        def make(adopt_stored: bool = True) -> Sealer:
+            return Sealer(self.store, self.key, AppendOnlyLog(self.log_path), adopt_stored=adopt_stored)
 
         return SealerRole(make, self.store, lease, interval_s=0.05, standby_poll_s=0.05)
 

@@ -15,6 +15,7 @@ against the high watermark of its first fetch answer.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, cast
@@ -272,3 +273,44 @@ class AckedProducer:
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._producer.close(timeout_s)
+
+
+class GroupOffsets:
+    """What another consumer group has committed on one topic, read without joining it (the
+    sealer reads the sinks' group: a record below its commit is stored)."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str, options: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self._options = security_options(options or {})
+        self._admin: Any = None
+
+    def read(self) -> dict[int, int]:
+        """Partition → the group's committed offset (the next record it will read); partitions
+        it never committed are absent. Raises :class:`~trail.errors.WriteFailed` when the broker
+        does not answer (a caller retries)."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap.split(","), bootstrap_timeout_ms=10_000, **self._options
+                )
+            found = self._admin.list_group_offsets({self.group_id: None}).get(self.group_id, {})
+        except (KafkaError, OSError) as exc:
+            self.close()
+            what = f"reading {self.group_id}'s offsets: {type(exc).__name__}"
+            raise WriteFailed("group_offsets_failed", what) from exc
+        return {
+            int(tp.partition): int(_offset(meta))
+            for tp, meta in found.items()
+            if tp.topic == self.topic and _offset(meta) >= 0
+        }
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):  # closing must not hide the real outcome
+                admin.close()

@@ -304,8 +304,9 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         )
 
     def handed_to_sealer(self, mark: int) -> bool:
-        """True once every insert begun up to ``mark`` (an earlier ``inserts_begun``) has reached
-        the sealer: what the store showed then will be in the next checkpoint."""
+        """True once every insert begun up to ``mark`` (an earlier ``inserts_begun``) is
+        committed and has reached the sink's own sealer if it has one: what the store showed then
+        will be in the next checkpoint (a sealer role seals only what the sinks committed)."""
         return self.inserts_handed >= mark
 
     def _maybe_seal(self, force: bool = False) -> None:

@@ -11,7 +11,9 @@ State survives restarts without trusting memory: tips come from the store's
 checkpoint but before a crash are found again in the store at start-up. Events beyond a gap
 wait (unsealed) until the gap is filled.
 
-One sealer per store: with several sink processes, enable sealing on one of them.
+One sealer per store: the sealer role (:mod:`trail.integrity.sealer_role`) runs it once for every
+sink, fed from the events topic (:mod:`trail.integrity.log_sealer`); a single sink may run one of
+its own instead.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Sealer:
         key: SigningKey,
         log_file: AppendOnlyLog,
         publish: Callable[[bytes], None] | None = None,
+        *,
+        adopt_stored: bool = True,
     ) -> None:
         self.store = store
         self.key = key
@@ -51,10 +55,10 @@ class Sealer:
         self.sealed_events = 0
         #: A checkpoint in the file whose store copy failed: stored before anything new is signed.
         self._unstored: Checkpoint | None = None
-        self._load()
+        self._load(adopt_stored)
 
     # -- state ------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _load(self, adopt_stored: bool) -> None:
         last_store = sql.last_checkpoint_record(self.store)
         file_records = [r for r in self.file.read() if r.get("type") == "trail.checkpoint/v1"]
         candidates = [Checkpoint.from_record(_json(last_store))] if last_store else []
@@ -68,7 +72,8 @@ class Sealer:
                     self.tips[r["producer"]] = (int(r["last"]), r["tip"])
         if self.last is not None and sql.checkpoint_record(self.store, self.last.seq) is None:
             self._store_checkpoint(self.last)  # finish what a crash interrupted
-        self.refresh_from_store()
+        if adopt_stored:
+            self.refresh_from_store()
 
     def refresh_from_store(self) -> None:
         """Events stored after the last checkpoint (e.g. before a crash) are sealed too."""
@@ -80,13 +85,18 @@ class Sealer:
 
     def add(self, events: Iterable[dict[str, Any]]) -> None:
         """Note events the store acknowledged (called by the sink after each insert)."""
+        self.add_positions((p["id"], p["seq"], e["hash"], p["prev"]) for e in events for p in (e["producer"],))
+
+    def add_positions(self, positions: Iterable[tuple[str, int, str, str]]) -> None:
+        """Note stored events by ``(producer, seq, hash, prev)``; already sealed ones are skipped."""
         with self._lock:
-            for ev in events:
-                p = ev["producer"]
-                pid, seq = p["id"], p["seq"]
+            for pid, seq, digest, prev in positions:
                 if seq <= self.tips.get(pid, (0, ""))[0]:
                     continue  # already sealed (a redelivery)
-                self.pending.setdefault(pid, {})[seq] = (ev["hash"], p["prev"])
+                self.pending.setdefault(pid, {})[seq] = (digest, prev)
+
+    def is_sealed(self, producer_id: str, seq: int) -> bool:
+        return seq <= self.tips.get(producer_id, (0, ""))[0]
 
     # -- sealing ----------------------------------------------------------------------
     def seal(self) -> Checkpoint | None:

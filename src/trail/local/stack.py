@@ -22,6 +22,7 @@ from trail.errors import TrailError
 from trail.files import private_dir, private_umask, write_private
 from trail.incidents.commands import LocalIncidents
 from trail.ingest.sink import Sink
+from trail.integrity.sealer_role import SealerRole
 from trail.local.broker import LocalBroker, ensure_topics
 from trail.logging import get_logger
 from trail.storage.store import Store
@@ -46,6 +47,9 @@ class LocalStack:
         self._trigger_thread: threading.Thread | None = None
         self._trigger_error: BaseException | None = None
         self._sink_error: BaseException | None = None
+        self.sealer: SealerRole | None = None
+        self._sealer_thread: threading.Thread | None = None
+        self._sealer_error: BaseException | None = None
         self._server: Any = None
         self.api_url = ""
 
@@ -75,9 +79,10 @@ class LocalStack:
                     s.topic("producers"): 1,
                 },
             )
-            self.sink = wiring.build_sink(s, self.store, self.bootstrap)
+            self.sink = wiring.build_sink(s, self.store, self.bootstrap, sealing=False)
             self._sink_thread = threading.Thread(target=self._run_sink, name="trail-sink", daemon=True)
             self._sink_thread.start()
+            self._start_sealer()
             # The broker's log is new at every start: the detector's checkpoint of an earlier log
             # keeps its windows and published ids, not its offsets.
             assert self.broker is not None
@@ -149,12 +154,31 @@ class LocalStack:
             self._sink_error = exc
             log.exception("stack.sink_failed", internal=True)
 
+    def _start_sealer(self) -> None:
+        """The sealer role in a thread (``TRAIL_CHECKPOINT_SECONDS=0`` turns sealing off): it
+        seals from the events topic what the sink has stored, as a deployment's sealer does."""
+        if self.settings.checkpoint_seconds <= 0:
+            return
+        assert self.store is not None
+        role = self.sealer = wiring.build_sealer_role(self.settings, self.store, self.bootstrap)
+
+        def run() -> None:
+            try:
+                role.run()
+            except BaseException as exc:  # reported through health and on stop
+                self._sealer_error = exc
+                log.exception("stack.sealer_failed", internal=True)
+
+        self._sealer_thread = threading.Thread(target=run, name="trail-sealer", daemon=True)
+        self._sealer_thread.start()
+
     def _seal_now(self) -> None:
-        if self.sink is not None and self.sink.sealer is not None:
-            self.sink.sealer.seal()
+        if self.sealer is not None:
+            self.sealer.seal_now(timeout_s=30)
 
     def _health(self) -> dict[str, Any]:
-        sink = self.sink
+        sink, sealer = self.sink, self.sealer
+        sealer_error = str(self._sealer_error) if self._sealer_error else (sealer.error if sealer else None)
         return {
             **(self.detection.health() if self.detection else {}),
             "kafka": self.bootstrap if self.broker else None,
@@ -163,6 +187,12 @@ class LocalStack:
                 "stored": sink.stats.stored if sink else 0,
                 "deadlettered": sink.stats.deadlettered if sink else 0,
                 "error": str(self._sink_error) if self._sink_error else None,
+            },
+            "sealer": {
+                "running": bool(self._sealer_thread and self._sealer_thread.is_alive()),
+                "leading": bool(sealer and sealer.leading),
+                "checkpoints": sealer.checkpoints if sealer else 0,
+                "error": sealer_error,
             },
             "incident_trigger": {
                 "running": bool(self._trigger_thread and self._trigger_thread.is_alive()),
@@ -177,8 +207,8 @@ class LocalStack:
         write_private(path, json.dumps({"api": self.api_url, "kafka": self.bootstrap, "pid": os.getpid()}).encode())
 
     def wait_stored(self, count: int, timeout: float = 60.0) -> int:
-        """Wait until the store holds at least ``count`` distinct events and the sink has handed
-        them to the sealer (so a seal now covers them); returns the count."""
+        """Wait until the store holds at least ``count`` distinct events and the sink has
+        committed them (so a seal now covers them); returns the count."""
         assert self.store is not None
         return wait_stored(self.store, self.sink, count, timeout)
 
@@ -207,6 +237,16 @@ class LocalStack:
             if self._sink_thread is not None:
                 self._sink_thread.join(timeout=30)
             self.sink = None
+        if self.sealer is not None:
+            if self._sealer_thread is not None and self._sealer_thread.is_alive() and self.sealer.leading:
+                try:
+                    self.sealer.seal_now(timeout_s=15)  # everything the sink committed, before the broker goes
+                except TrailError as exc:
+                    log.warning("stack.final_seal_failed", error=str(exc))
+            self.sealer.stop()
+            if self._sealer_thread is not None:
+                self._sealer_thread.join(timeout=30)
+            self.sealer = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -217,9 +257,10 @@ class LocalStack:
 
 
 def wait_stored(store: Store, sink: Sink | None, count: int, timeout: float = 60.0) -> int:
-    """Wait until ``store`` holds at least ``count`` distinct events and ``sink`` has handed every
-    insert the store showed to its sealer; returns the count. Rows become visible when the insert
-    returns, a moment before the sink tells the sealer: a seal in between would leave them out."""
+    """Wait until ``store`` holds at least ``count`` distinct events and ``sink`` has committed
+    every insert the store showed; returns the count. Rows become visible when the insert
+    returns, a moment before the sink commits their offsets (and tells a sealer of its own): the
+    sealer seals only what the sink committed, so a seal in between would leave them out."""
     deadline = time.monotonic() + timeout
     n = store.count_events()
     while n < count and time.monotonic() < deadline:

@@ -1,0 +1,272 @@
+"""The sealer role seals from the events topic, the log of record: what the log carries and the
+sinks' group has committed (so stored), each record validated as the sink validates it. Rows
+written into the store some other way are never sealed; a leader killed at any point of a
+round is followed by one that neither re-seals nor skips. Real Tansu broker, real sink, real
+chDB store.
+
+A kill is an exception that unwinds the role's thread without any of its clean-stop work (no
+last round, no commit), as SIGKILL would: chDB admits one process per directory, so the sealer
+cannot be a second process over the sink's store here (with a ClickHouse server it is)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from tests.conftest import SinkThread
+from tests.factories import event
+from trail.ingest.kafka import GroupOffsets
+from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint
+from trail.integrity.keys import generate, load_signing_key, write_keypair
+from trail.integrity.lease import FileLease
+from trail.integrity.log_sealer import log_consumer
+from trail.integrity.sealer import Sealer
+from trail.integrity.sealer_role import LogFeed, SealerRole
+from trail.integrity.verify import Verifier
+from trail.local.broker import LocalBroker
+from trail.local.stack import wait_stored
+from trail.storage.store import Store
+from trail.testing import RecordingTransport, test_client
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
+
+
+class Kill(BaseException):
+    """Unwinds a thread as SIGKILL ends a process: no clean-stop work runs after it."""
+
+
+class World:
+    """A broker topic, a sink storing it, and sealer roles sealing from it."""
+
+    def __init__(self, broker: LocalBroker, topics: dict[str, str], store: Store, tmp: Path, make_sink: Any) -> None:
+        self.broker, self.topic, self.store, self.tmp = broker, topics["events"], store, tmp
+        self.make_sink = make_sink
+        self.sink: SinkThread | None = None
+        priv, _ = write_keypair(tmp / "keys", generate())
+        self.key = load_signing_key(priv)
+        self.log_path = tmp / "checkpoints.jsonl"
+        self.producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")
+        self.threads: list[tuple[SealerRole, threading.Thread]] = []
+        self.made = 0
+
+    # -- events ------------------------------------------------------------------------
+    def events(self, n: int, service: str = "svc") -> list[bytes]:
+        """``n`` valid records of one new producer, in order (not sent)."""
+        rec = RecordingTransport()
+        c = test_client(self.tmp / f"{service}-{self.made}", rec, service=service)
+        for i in range(self.made, self.made + n):
+            c.record(**event(i))
+        assert c.close()
+        self.made += n
+        return [v for _key, values in rec.batches for v in values]
+
+    def send(self, values: list[bytes], partition: int = 0) -> None:
+        for v in values:
+            self.producer.send(self.topic, value=v, partition=partition)
+        self.producer.flush(10)
+
+    def store_directly(self, n: int) -> list[dict[str, Any]]:
+        """Rows written into the store without ever being on the log."""
+        rec = RecordingTransport()
+        c = test_client(self.tmp / f"direct-{self.made}", rec, service="direct")
+        for i in range(self.made, self.made + n):
+            c.record(**event(i))
+        assert c.close()
+        self.made += n
+        self.store.insert_events(rec.events)
+        return rec.events
+
+    def stored(self, n: int) -> None:
+        if self.sink is None:
+            self.sink = self.make_sink(batch_seconds=0.1)
+        assert wait_stored(self.store, self.sink.sink, n, timeout=60) >= n
+
+    # -- sealers -----------------------------------------------------------------------
+    def role(self, sealer_class: type[Sealer] = Sealer, interval_s: float = 3600.0) -> SealerRole:
+        def make(adopt_stored: bool) -> Sealer:
+            return sealer_class(self.store, self.key, AppendOnlyLog(self.log_path), adopt_stored=adopt_stored)
+
+        feed = LogFeed(
+            consumer=log_consumer(self.broker.bootstrap, self.topic, f"{self.topic}.sealer", {}),
+            sinks=lambda: GroupOffsets(self.broker.bootstrap, self.topic, f"{self.topic}.sink"),
+        )
+        lease = FileLease(self.tmp / "sealer.lock")
+        return SealerRole(make, self.store, lease, interval_s=interval_s, standby_poll_s=0.05, feed=feed)
+
+    def run(self, role: SealerRole) -> SealerRole:
+        t = threading.Thread(target=self._run, args=(role,), daemon=True)
+        t.start()
+        self.threads.append((role, t))
+        deadline = time.monotonic() + 30
+        while role._step is None and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert role._step is not None, "the sealer did not start reading the log"
+        return role
+
+    @staticmethod
+    def _run(role: SealerRole) -> None:
+        with contextlib.suppress(Kill):
+            role.run()
+
+    def read_all(self, role: SealerRole, records: int) -> None:
+        deadline = time.monotonic() + 30
+        while role._step is not None and role._step.records < records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert role._step is not None and role._step.records >= records
+
+    def close(self) -> None:
+        for role, t in self.threads:
+            role.stop()
+            t.join(30)
+        if self.sink is not None:
+            self.sink.stop()
+        self.producer.close(5)
+
+    # -- what was sealed ---------------------------------------------------------------
+    def chain(self) -> list[Checkpoint]:
+        rows = self.store.query("SELECT record FROM {db}.checkpoints ORDER BY seq")
+        return [Checkpoint.from_record(json.loads(r["record"])) for r in rows]
+
+    def assert_one_chain(self, sealed: int) -> list[Checkpoint]:
+        chain = self.chain()
+        assert [c.seq for c in chain] == list(range(1, len(chain) + 1))
+        assert all(b.prev == a.hash for a, b in itertools.pairwise(chain))
+        file_seqs = [json.loads(x)["seq"] for x in self.log_path.read_text().splitlines() if x.strip()]
+        assert file_seqs == [c.seq for c in chain], "one record per checkpoint in the file: no fork"
+        assert sum(c.count for c in chain) == sealed, "every event sealed once: no gap, nothing twice"
+        by_producer: dict[str, list[Any]] = {}
+        for r in sorted((r for c in chain for r in c.ranges), key=lambda r: (r.producer, r.first)):
+            by_producer.setdefault(r.producer, []).append(r)
+        for pid, ranges in by_producer.items():
+            assert ranges[0].first == 1 and all(b.first == a.last + 1 for a, b in itertools.pairwise(ranges)), pid
+        return chain
+
+    def verify(self) -> Any:
+        return Verifier(self.store, self.key.public, AppendOnlyLog(self.log_path), strict=True).run()
+
+
+@pytest.fixture()
+def world(broker: LocalBroker, topics: dict[str, str], store: Store, tmp_path: Path, make_sink: Any) -> Any:
+    w = World(broker, topics, store, tmp_path, make_sink)
+    yield w
+    w.close()
+
+
+def test_it_seals_what_the_log_carries_once_the_sinks_committed_it(world: World) -> None:
+    role = world.run(world.role())
+    world.send(world.events(120))
+    world.read_all(role, 120)
+    assert role.seal_now(timeout_s=1) is None, "nothing is stored yet: nothing may be sealed"
+    assert world.chain() == []
+    world.stored(120)
+    cp = role.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 120
+    world.assert_one_chain(120)
+    report = world.verify()
+    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+
+
+def test_rows_the_log_never_carried_and_records_the_sink_refuses_are_never_sealed(world: World) -> None:
+    role = world.run(world.role())
+    world.send(world.events(30))
+    world.stored(30)
+    assert role.seal_now(timeout_s=30) is not None  # the sealer has committed offsets from here on
+    forged = world.store_directly(7)  # e.g. someone with write access to the store
+    good = world.events(20, service="other")
+    tampered = json.loads(good[5])
+    tampered["purpose"] = "something else"  # the hash no longer matches: the sink dead-letters it
+    world.send([*good[:5], json.dumps(tampered).encode(), *good[6:]], partition=1)
+    world.stored(30 + 7 + 19)
+    cp = role.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 5, "only the records before the refused one chain on"
+    world.assert_one_chain(35)
+    report = world.verify()
+    unsealed = {f.event_id for f in report.findings if f.kind == "inserted"}
+    assert {e["event_id"] for e in forged} <= unsealed
+    assert report.unsealed_events == 7 + 14, "the forged rows and the refused record's successors"
+
+
+def test_events_behind_a_gap_wait_and_survive_a_restart(world: World) -> None:
+    role = world.run(world.role())
+    values = world.events(10)
+    world.send(values[:4] + values[5:])  # seq 5 has not arrived yet
+    world.stored(9)
+    cp = role.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 4
+    role.stop()  # a clean stop: it commits at the oldest record it still holds (seq 6)
+    world.threads[-1][1].join(30)
+    world.send([values[4]])  # seq 5 arrives, after seq 10 in the log
+    world.stored(10)
+    again = world.run(world.role())
+    cp = again.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 6, "6..10 were read again after the restart, 5 closes the gap"
+    world.assert_one_chain(10)
+    assert world.verify().unsealed_events == 0
+
+
+class KillBeforeSeal(Sealer):
+    armed = True
+
+    def seal(self) -> Checkpoint | None:
+        if self.unsealed and KillBeforeSeal.armed:
+            KillBeforeSeal.armed = False
+            raise Kill
+        return super().seal()
+
+
+class KillAfterSeal(Sealer):
+    """Killed after the checkpoint is in the file and the store, before the offsets are committed."""
+
+    armed = True
+
+    def seal(self) -> Checkpoint | None:
+        cp = super().seal()
+        if cp is not None and KillAfterSeal.armed:
+            KillAfterSeal.armed = False
+            raise Kill
+        return cp
+
+
+class KillBetweenFileAndStore(Sealer):
+    """Killed after the checkpoint is in the file, before the store has it."""
+
+    armed = True
+
+    def _store_checkpoint(self, cp: Checkpoint) -> None:
+        if KillBetweenFileAndStore.armed and self._unstored is cp:
+            KillBetweenFileAndStore.armed = False
+            raise Kill
+        super()._store_checkpoint(cp)
+
+
+@pytest.mark.parametrize("killed", [KillBeforeSeal, KillBetweenFileAndStore, KillAfterSeal])
+def test_a_leader_killed_at_any_point_is_followed_without_a_gap_or_a_fork(world: World, killed: type[Sealer]) -> None:
+    killed.armed = False  # type: ignore[attr-defined]
+    first = world.run(world.role(killed))
+    world.send(world.events(25))
+    world.stored(25)
+    assert first.seal_now(timeout_s=30) is not None  # a term with committed offsets
+    killed.armed = True  # type: ignore[attr-defined]
+    world.send(world.events(40, service="b"), partition=1)
+    world.send(world.events(15, service="c"))
+    world.stored(80)
+    with pytest.raises(Exception, match="did not seal"):
+        first.seal_now(timeout_s=2)
+    world.threads[-1][1].join(30)
+    assert not world.threads[-1][1].is_alive(), "the first leader is dead"
+    world.send(world.events(10, service="d"), partition=1)
+    world.stored(90)
+    second = world.run(world.role())
+    assert second.terms == 1
+    second.seal_now(timeout_s=30)
+    world.assert_one_chain(90)
+    report = world.verify()
+    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
