@@ -270,3 +270,25 @@ def test_a_leader_killed_at_any_point_is_followed_without_a_gap_or_a_fork(world:
     world.assert_one_chain(90)
     report = world.verify()
     assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+
+
+def test_a_store_that_refuses_checkpoints_holds_the_log_back_until_it_takes_them(world: World) -> None:
+    role = world.run(world.role())
+    world.send(world.events(40))
+    world.stored(40)
+    # the store refuses checkpoint writes (a real refusal of the real store; reads still work)
+    world.store.command("ALTER TABLE {db}.checkpoints ADD CONSTRAINT store_down CHECK 0")
+    with pytest.raises(Exception, match=r"sealing failed|did not seal"):
+        role.seal_now(timeout_s=2)
+    assert [json.loads(x)["seq"] for x in world.log_path.read_text().splitlines()] == [1], "signed once, in the file"
+    assert world.chain() == []
+    world.send(world.events(10, service="later"), partition=1)
+    world.stored(50)
+    world.store.command("ALTER TABLE {db}.checkpoints DROP CONSTRAINT store_down")
+    deadline = time.monotonic() + 30
+    while sum(c.count for c in world.chain()) < 50 and time.monotonic() < deadline:
+        role.seal_now(timeout_s=10)
+    world.assert_one_chain(50)
+    assert world.chain()[0].count == 40, "checkpoint 1 was stored as signed, never signed again"
+    report = world.verify()
+    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]

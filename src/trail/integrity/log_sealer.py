@@ -178,17 +178,17 @@ class LogSealStep(Step):
 
     def _round(self, committed: dict[int, int]) -> Checkpoint | None:
         """Hand the sealer what the sinks have stored, seal, then commit what is sealed."""
-        sealer = self.leader.current_sealer()
-        if sealer is None:
-            self.loop.stop()  # the lease is gone: the next leader reads on from the last commit
-            return None
-        if sealer is not self._fed:  # a new term or a reloaded chain: give it all that is held
-            sealer.add_positions(self._held_positions())
-            self._fed = sealer
-        sealer.add_positions(self._release(committed))
         try:
+            sealer = self.leader.current_sealer()
+            if sealer is None:
+                self.loop.stop()  # the lease is gone: the next leader reads on from the last commit
+                return None
+            if sealer is not self._fed:  # a new term or a reloaded chain: give it all that is held
+                sealer.add_positions(self._held_positions())
+                self._fed = sealer
+            sealer.add_positions(self._release(committed))
             cp = sealer.seal()
-        except StoreError as exc:
+        except StoreError as exc:  # retried with backoff; nothing is committed past what is sealed
             raise WriteFailed("seal_failed", str(exc)) from exc
         self.leader.sealed(cp)
         self._forget_sealed(sealer)

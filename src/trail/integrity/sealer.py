@@ -164,6 +164,11 @@ class Sealer:
         )
 
     @property
+    def unstored(self) -> bool:
+        """A checkpoint signed and in the file whose store copy failed (stored before the next)."""
+        return self._unstored is not None
+
+    @property
     def unsealed(self) -> int:
         return sum(len(v) for v in self.pending.values())
 

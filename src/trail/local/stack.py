@@ -173,8 +173,17 @@ class LocalStack:
         self._sealer_thread.start()
 
     def _seal_now(self) -> None:
-        if self.sealer is not None:
-            self.sealer.seal_now(timeout_s=30)
+        """Seal what the sink committed (before a verify, a proof, a list of checkpoints). A sealer
+        that is down or slow is logged, not raised: what it did not seal is reported as unsealed."""
+        sealer, thread = self.sealer, self._sealer_thread
+        if sealer is None or thread is None or not thread.is_alive():
+            if self.settings.checkpoint_seconds > 0:
+                log.warning("stack.sealer_not_running", error=str(self._sealer_error) if self._sealer_error else None)
+            return
+        try:
+            sealer.seal_now(timeout_s=30)
+        except TrailError as exc:
+            log.warning("stack.seal_failed", error=str(exc))
 
     def _health(self) -> dict[str, Any]:
         sink, sealer = self.sink, self.sealer
