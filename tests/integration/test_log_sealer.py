@@ -23,6 +23,7 @@ from kafka import KafkaProducer
 
 from tests.conftest import SinkThread
 from tests.factories import event
+from trail.events.model import event_hash
 from trail.ingest.kafka import GroupOffsets
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint
 from trail.integrity.keys import generate, load_signing_key, write_keypair
@@ -34,7 +35,7 @@ from trail.integrity.verify import Verifier
 from trail.local.broker import LocalBroker
 from trail.local.stack import wait_stored
 from trail.storage.store import Store
-from trail.testing import RecordingTransport, test_client
+from trail.testing import RecordingTransport, capture_logs, test_client
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -292,3 +293,24 @@ def test_a_store_that_refuses_checkpoints_holds_the_log_back_until_it_takes_them
     assert world.chain()[0].count == 40, "checkpoint 1 was stored as signed, never signed again"
     report = world.verify()
     assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+
+
+def test_two_events_claiming_one_place_in_a_chain_keep_the_first_and_are_reported(world: World, store: Store) -> None:
+    """Anyone who can write to the topic can send a second, correctly hashed event with a
+    producer's next seq: the first seen keeps the place (what follows it still chains), the
+    other is never sealed, and the conflict is logged for the security team."""
+    role = world.run(world.role())
+    genuine = world.events(6, service="teller")
+    forged = json.loads(genuine[3])  # seq 4, same prev, other content, hash recomputed
+    forged["purpose"] = "forged"
+    forged["event_id"] = "01a22e0a-0000-7000-8000-000000000004"
+    del forged["hash"]
+    forged["hash"] = event_hash(forged)
+    with capture_logs("warning") as logs:
+        world.send([*genuine[:4], json.dumps(forged).encode(), *genuine[4:]])
+        world.stored(7)
+        cp = role.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 6
+    assert '"sealer.conflicting_event"' in logs.getvalue()
+    report = world.verify()
+    assert [f.event_id for f in report.findings if f.kind == "inserted"] == [forged["event_id"]]

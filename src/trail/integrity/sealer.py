@@ -53,6 +53,8 @@ class Sealer:
         self.pending: dict[str, dict[int, tuple[str, str]]] = {}
         self.last: Checkpoint | None = None
         self.sealed_events = 0
+        #: Events seen with the producer and seq of a different event not yet sealed.
+        self.conflicts = 0
         #: A checkpoint in the file whose store copy failed: stored before anything new is signed.
         self._unstored: Checkpoint | None = None
         self._load(adopt_stored)
@@ -93,7 +95,17 @@ class Sealer:
             for pid, seq, digest, prev in positions:
                 if seq <= self.tips.get(pid, (0, ""))[0]:
                     continue  # already sealed (a redelivery)
-                self.pending.setdefault(pid, {})[seq] = (digest, prev)
+                waiting = self.pending.setdefault(pid, {})
+                known = waiting.get(seq)
+                if known is not None and known[0] != digest:
+                    # Two different events claim one place in a producer's chain: a forgery or a
+                    # broken producer. The first one seen keeps the place; verify reports the other.
+                    self.conflicts += 1
+                    log.warning(
+                        "sealer.conflicting_event", producer=pid, seq=seq, kept=known[0][:16], other=digest[:16]
+                    )
+                    continue
+                waiting[seq] = (digest, prev)
 
     def is_sealed(self, producer_id: str, seq: int) -> bool:
         return seq <= self.tips.get(producer_id, (0, ""))[0]
