@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from tests.conftest import SinkThread
 from tests.factories import event
 from trail.events.model import event_hash
+from trail.ingest.errors import OffsetOutOfRange
 from trail.ingest.kafka import GroupOffsets
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint
 from trail.integrity.keys import generate, load_signing_key, write_keypair
@@ -314,3 +315,21 @@ def test_two_events_claiming_one_place_in_a_chain_keep_the_first_and_are_reporte
     assert '"sealer.conflicting_event"' in logs.getvalue()
     report = world.verify()
     assert [f.event_id for f in report.findings if f.kind == "inserted"] == [forged["event_id"]]
+
+
+def test_a_sealer_whose_offsets_are_outside_the_log_stops_instead_of_skipping(world: World) -> None:
+    """The broker lost or replaced its log after the sealer committed: its offset is beyond the
+    end. Reading on from anywhere else would seal out of order or skip events: it stops."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    world.send(world.events(5))
+    group = KafkaConsumer(
+        bootstrap_servers=[world.broker.bootstrap], group_id=f"{world.topic}.sealer", enable_auto_commit=False
+    )
+    group.commit({TopicPartition(world.topic, 0): OffsetAndMetadata(500, "", -1)})
+    group.close()
+    role = world.role()
+    with pytest.raises(OffsetOutOfRange, match="offset 500"):
+        role.run()
+    assert world.chain() == []
