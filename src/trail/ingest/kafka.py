@@ -269,7 +269,9 @@ class AckedProducer:
         """Send ``(key, value, headers)`` records and wait; True when every one was acknowledged."""
         futures = [self._producer.send(topic, key=k, value=v, headers=list(h) if h else None) for k, v, h in records]
         self._producer.flush(timeout=timeout_s)
-        return all(f.is_done and f.succeeded() for f in futures)
+        from trail.sdk.transport import unconfirmed
+
+        return unconfirmed(futures) is None  # an answer without an offset is no acknowledgement
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._producer.close(timeout_s)

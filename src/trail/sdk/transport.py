@@ -31,6 +31,25 @@ def producers_topic_for(events_topic: str) -> str | None:
     return events_topic[: -len("events")] + "producers" if events_topic.endswith("trail.events") else None
 
 
+def unconfirmed(futures: list[Any]) -> str | None:
+    """Why the broker's answers to ``futures`` (kafka-python's record futures) do not confirm
+    every record, or None when they do.
+
+    A record counts as delivered only with an offset. kafka-python reports a batch the broker
+    answered with DUPLICATE_SEQUENCE_NUMBER ("already written", after a retry across a cut
+    connection) as a success with offset -1: the broker does not say where, and a broker that
+    counted a sequence it never appended would lose the records silently. Sending them again
+    costs at most a duplicate, which the trail collapses by ``event_id``."""
+    for f in futures:
+        if not f.is_done:
+            return "broker did not acknowledge in time"
+        if f.failed():
+            return f"broker refused a record: {type(f.exception).__name__}"
+        if getattr(f.value, "offset", -1) < 0:
+            return "broker acknowledged a record without an offset (a duplicate sequence): sending it again"
+    return None
+
+
 class KafkaTransport:
     """kafka-python producer: acks=all, idempotent, batching with a short linger.
 
@@ -100,11 +119,9 @@ class KafkaTransport:
                     partition = self._partition[key] = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
                 futures = [producer.send(self.topic, key=key, value=v, partition=partition) for v in values]
                 producer.flush(timeout=self.timeout_s)
-                for f in futures:
-                    if not f.is_done:
-                        raise TransportUnavailable("broker did not acknowledge in time")
-                    if f.failed():
-                        raise TransportUnavailable(f"broker refused a record: {type(f.exception).__name__}")
+                problem = unconfirmed(futures)
+                if problem:
+                    raise TransportUnavailable(problem)
             except (KafkaError, OSError, AssertionError) as exc:
                 self._drop()
                 raise TransportUnavailable(f"broker error: {type(exc).__name__}") from None
