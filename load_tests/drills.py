@@ -438,11 +438,11 @@ def store_unavailable(
             self.down = threading.Event()
             self.refused = 0
 
-        def insert_events(self, rows: Any, **kw: Any) -> Any:
+        def insert_event_rows(self, rows: Any, **kw: Any) -> Any:  # the sink's insert
             if self.down.is_set():
                 self.refused += 1
                 raise StoreError("the store is unavailable (drill)")
-            return self.inner.insert_events(rows, **kw)
+            return self.inner.insert_event_rows(rows, **kw)
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)

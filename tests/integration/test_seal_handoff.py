@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,9 +37,9 @@ class SlowSealer(Sealer):
 
     taken = threading.Event()
 
-    def add(self, events: Iterable[dict[str, Any]]) -> None:
+    def add_positions(self, positions: Iterable[tuple[str, int, str, str]]) -> None:
         time.sleep(1.5)
-        super().add(events)
+        super().add_positions(positions)
         self.taken.set()
 
 

@@ -20,13 +20,16 @@ from tests.unit.test_property_acceptance import _client, _sink
 from trail.errors import ValidationError
 from trail.events import wire
 from trail.events.model import MAX_EVENT_BYTES, event_hash
-from trail.ingest.decode import decode, fast_decode
+from trail.ingest.decode import decode, decode_row, fast_decode
+from trail.storage.store import event_row
 
 
 def same_answer(value: bytes | None) -> Any:
-    """decode(value) == wire.decode(value), and the fast path never accepts what the rule refuses."""
+    """decode(value) == wire.decode(value), and the fast path never accepts what the rule refuses;
+    the sink's row (decode_row) is the store's row of the rule's event, or the rule's rejection."""
     expected = wire.decode(value)
     assert decode(value) == expected
+    assert decode_row(value) == (expected if isinstance(expected, wire.Rejected) else event_row(expected))
     if value is not None and len(value) <= MAX_EVENT_BYTES:
         fast = fast_decode(value)
         assert fast is None or fast == expected
@@ -62,6 +65,7 @@ def test_every_event_the_sdk_sends_takes_the_fast_path_with_the_rules_result(raw
     expected = wire.decode(value)
     assert not isinstance(expected, wire.Rejected), expected
     assert fast_decode(value) == expected
+    assert decode_row(value) == event_row(expected), "the sink's row is the store's row of the rule's event"
 
 
 # ------------------------------------------------------------------ what a hostile producer sends

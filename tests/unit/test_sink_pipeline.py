@@ -18,8 +18,10 @@ from tests.unit.test_decode import FIELDS, sdk_records
 from trail.errors import StoreError
 from trail.ingest.memory import MemoryLog
 from trail.ingest.sink import Sink, SinkConfig
+from trail.storage.store import EVENT_COLUMNS
 
 TOPIC, GROUP = "trail.events", "trail-sink"
+ROW_EVENT_ID = EVENT_COLUMNS.index("event_id")
 
 
 class HeldStore:
@@ -34,7 +36,7 @@ class HeldStore:
         self.attempts = 0
         self.lock = threading.Lock()
 
-    def insert_events(self, rows: list[dict[str, Any]], *, timeout_s: float | None = None) -> None:
+    def insert_event_rows(self, rows: list[tuple[Any, ...]], *, timeout_s: float | None = None) -> None:
         with self.lock:
             self.attempts += 1
             failing = self.fail > 0
@@ -44,7 +46,7 @@ class HeldStore:
             raise StoreError("the store refused the insert")
         self.hold.wait()
         with self.lock:
-            self.inserts.append([r["event_id"] for r in rows])
+            self.inserts.append([r[ROW_EVENT_ID] for r in rows])
 
 
 class MemorySink(Sink):

@@ -43,23 +43,26 @@ from trail.errors import SinkHalted as SinkHalted
 from trail.errors import StoreError, TrailError
 from trail.events.wire import Rejected
 from trail.ingest.batch import Batch, BatchStep
-from trail.ingest.decode import decode
+from trail.ingest.decode import decode_row
 from trail.ingest.errors import WriteFailed, WriteTimeout
 from trail.ingest.kafka import AckedProducer, KafkaConsumerAdapter
 from trail.ingest.processor import Processor, close_quietly
 from trail.ingest.step import Record
 from trail.ingest.timeout import Pending, TimeLimit
 from trail.logging import get_logger
-from trail.storage.store import Store
+from trail.storage.store import ROW_HASH, ROW_PRODUCER_ID, ROW_PRODUCER_PREV, ROW_PRODUCER_SEQ, Store
+
+#: A decoded event as the row the store inserts (``trail.storage.store.event_row``).
+Row = tuple[Any, ...]
 
 log = get_logger("trail.sink")
 
 
 class Sealing(Protocol):
     """What the sink tells about stored events, after their offsets were committed (the
-    integrity sealer, ``trail.integrity.sealer.Sealer``, is one)."""
+    integrity sealer, ``trail.integrity.sealer.Sealer``, is one): ``(producer, seq, hash, prev)``."""
 
-    def add(self, events: Iterable[dict[str, Any]]) -> None: ...
+    def add_positions(self, positions: Iterable[tuple[str, int, str, str]]) -> None: ...
     def seal(self) -> object: ...
 
 
@@ -100,7 +103,7 @@ class Dead(NamedTuple):
 _CHECKED, _DEADLETTERED, _INSERTED = 1, 2, 3
 
 
-class Sink(BatchStep[dict[str, Any] | Dead]):
+class Sink(BatchStep[Row | Dead]):
     def __init__(self, config: SinkConfig, store: Store, sealer: Sealing | None = None) -> None:
         super().__init__(config.batch_size, config.batch_seconds)
         self.cfg = config
@@ -118,7 +121,7 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         self._flush_started = 0.0
         self._deadletters: AckedProducer | None = None
         #: The batch whose insert runs in the writer thread, not yet committed (None: settled).
-        self._inflight: tuple[Batch[dict[str, Any] | Dead], Pending[None] | None] | None = None
+        self._inflight: tuple[Batch[Row | Dead], Pending[None] | None] | None = None
         self._loop = Processor(
             "sink",
             self._consumer,
@@ -175,9 +178,9 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         close_quietly(log, "sink.close_failed", lambda: dl.close(5) if dl else None, self._writes.close)
 
     # -- the batch --------------------------------------------------------------------
-    def take(self, record: Record) -> dict[str, Any] | Dead:
+    def take(self, record: Record) -> Row | Dead:
         self.stats.consumed += 1
-        result = decode(record.value)
+        result = decode_row(record.value)
         return Dead(record, result.reason) if isinstance(result, Rejected) else result
 
     def poll(self) -> None:
@@ -203,7 +206,7 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         else:
             self.batch = Batch()
 
-    def _begin(self, batch: Batch[dict[str, Any] | Dead]) -> Pending[None] | None:
+    def _begin(self, batch: Batch[Row | Dead]) -> Pending[None] | None:
         """Dead-letter (at once), then start the insert; None when there is nothing to insert."""
         self._write_stages(batch, up_to=_DEADLETTERED)
         rows = [i for i in batch.all() if not isinstance(i, Dead)]
@@ -240,11 +243,11 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
         self._inflight = None
         self.written(batch)
 
-    def write(self, batch: Batch[dict[str, Any] | Dead]) -> None:
+    def write(self, batch: Batch[Row | Dead]) -> None:
         """Dead-letter, insert — in that order; the loop commits only after both."""
         self._write_stages(batch, up_to=_INSERTED)
 
-    def _write_stages(self, batch: Batch[dict[str, Any] | Dead], up_to: int) -> None:
+    def _write_stages(self, batch: Batch[Row | Dead], up_to: int) -> None:
         items = batch.all()
         if batch.stage < _CHECKED:
             self._flush_started = time.monotonic()
@@ -266,18 +269,18 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
                     raise WriteFailed("store_unavailable", f"{exc} ({len(rows)} rows)") from exc
             batch.stage = _INSERTED
 
-    def _number(self, batch: Batch[dict[str, Any] | Dead]) -> None:
+    def _number(self, batch: Batch[Row | Dead]) -> None:
         if not batch.number:
             self.inserts_begun += 1
             batch.number = self.inserts_begun
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, rows: list[Row]) -> None:
         started = time.monotonic()
-        self.store.insert_events(rows, timeout_s=self.cfg.write_timeout_s)
+        self.store.insert_event_rows(rows, timeout_s=self.cfg.write_timeout_s)
         metrics.INSERT_SECONDS.observe(time.monotonic() - started)
         metrics.EVENTS_STORED.inc(len(rows))
 
-    def written(self, batch: Batch[dict[str, Any] | Dead]) -> None:
+    def written(self, batch: Batch[Row | Dead]) -> None:
         items = batch.all()
         rows = [i for i in items if not isinstance(i, Dead)]
         dead = len(items) - len(rows)
@@ -285,7 +288,11 @@ class Sink(BatchStep[dict[str, Any] | Dead]):
             sealer = self.sealer
             try:
                 self._writes.run(
-                    lambda: sealer.add(rows), self.cfg.write_timeout_s, "handing stored events to the sealer"
+                    lambda: sealer.add_positions(
+                        (r[ROW_PRODUCER_ID], r[ROW_PRODUCER_SEQ], r[ROW_HASH], r[ROW_PRODUCER_PREV]) for r in rows
+                    ),
+                    self.cfg.write_timeout_s,
+                    "handing stored events to the sealer",
                 )
             except (StoreError, WriteTimeout) as exc:
                 # Stored and committed; the sealer finds them again in the store at its next start.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,81 +68,63 @@ EVENT_COLUMNS: tuple[str, ...] = (
 _SELECT = ", ".join(EVENT_COLUMNS)
 
 
-def events_to_columns(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
+def event_row(ev: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One row of the events table (``EVENT_COLUMNS`` order) from a validated wire event."""
+    actor = ev["actor"]
+    src = ev["source"]
+    loc = ev["location"]
+    tgt = ev["target"]
+    dest = ev.get("destination") or {}
+    prod = ev["producer"]
+    return (
+        ev["event_id"],
+        ev["occurred_at"],
+        actor["kind"],
+        actor["id"],
+        actor.get("role", ""),
+        actor.get("department", ""),
+        ev["action"],
+        ev["subject_refs"],
+        ev["record_count"],
+        ev["data_categories"],
+        ev["purpose"],
+        ev["legal_basis"],
+        ev.get("consent_ref", ""),
+        src["service"],
+        src["host"],
+        src["environment"],
+        loc.get("ip", ""),
+        loc.get("site", ""),
+        loc.get("region", ""),
+        tgt["system"],
+        tgt.get("dataset", ""),
+        tgt.get("resource", ""),
+        dest.get("kind", ""),
+        dest.get("name", ""),
+        dest.get("region", ""),
+        ev["outcome"],
+        ev["attributes"],
+        prod["id"],
+        prod["seq"],
+        prod["prev"],
+        ev["hash"],
+    )
+
+
+#: Where a row of :func:`event_row` holds the producer's id, seq and prev, and the hash.
+ROW_PRODUCER_ID, ROW_PRODUCER_SEQ, ROW_PRODUCER_PREV, ROW_HASH = (
+    EVENT_COLUMNS.index(c) for c in ("producer_id", "producer_seq", "producer_prev", "hash")
+)
+
+
+def rows_to_columns(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """Column-oriented data from rows in ``EVENT_COLUMNS`` order (one transpose, in C)."""
+    return list(zip(*rows, strict=True)) if rows else [[] for _ in EVENT_COLUMNS]
+
+
+def events_to_columns(events: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
     """Column-oriented data for the events table from validated wire events."""
-    cols: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
-    (
-        c_id,
-        c_at,
-        c_ak,
-        c_aid,
-        c_arole,
-        c_adep,
-        c_act,
-        c_refs,
-        c_n,
-        c_cat,
-        c_purpose,
-        c_legal,
-        c_consent,
-        c_ssvc,
-        c_shost,
-        c_senv,
-        c_lip,
-        c_lsite,
-        c_lreg,
-        c_tsys,
-        c_tds,
-        c_tres,
-        c_dk,
-        c_dn,
-        c_dr,
-        c_out,
-        c_attr,
-        c_pid,
-        c_pseq,
-        c_pprev,
-        c_hash,
-    ) = cols
-    for ev in events:
-        actor = ev["actor"]
-        src = ev["source"]
-        loc = ev["location"]
-        tgt = ev["target"]
-        dest = ev.get("destination") or {}
-        prod = ev["producer"]
-        c_id.append(ev["event_id"])
-        c_at.append(ev["occurred_at"])
-        c_ak.append(actor["kind"])
-        c_aid.append(actor["id"])
-        c_arole.append(actor.get("role", ""))
-        c_adep.append(actor.get("department", ""))
-        c_act.append(ev["action"])
-        c_refs.append(ev["subject_refs"])
-        c_n.append(ev["record_count"])
-        c_cat.append(ev["data_categories"])
-        c_purpose.append(ev["purpose"])
-        c_legal.append(ev["legal_basis"])
-        c_consent.append(ev.get("consent_ref", ""))
-        c_ssvc.append(src["service"])
-        c_shost.append(src["host"])
-        c_senv.append(src["environment"])
-        c_lip.append(loc.get("ip", ""))
-        c_lsite.append(loc.get("site", ""))
-        c_lreg.append(loc.get("region", ""))
-        c_tsys.append(tgt["system"])
-        c_tds.append(tgt.get("dataset", ""))
-        c_tres.append(tgt.get("resource", ""))
-        c_dk.append(dest.get("kind", ""))
-        c_dn.append(dest.get("name", ""))
-        c_dr.append(dest.get("region", ""))
-        c_out.append(ev["outcome"])
-        c_attr.append(ev["attributes"])
-        c_pid.append(prod["id"])
-        c_pseq.append(prod["seq"])
-        c_pprev.append(prod["prev"])
-        c_hash.append(ev["hash"])
-    return cols
+    return rows_to_columns([event_row(ev) for ev in events])
 
 
 def _opt(obj: dict[str, str], key: str, value: str) -> None:
@@ -334,9 +316,13 @@ class Store:
         """Insert validated wire events, columnar. ``timeout_s`` bounds the insert on the server's
         side (``max_execution_time``); callers that must not hang also bound the wait (the
         consumer loop's :class:`~trail.ingest.timeout.TimeLimit`)."""
-        if not events:
+        self.insert_event_rows([event_row(ev) for ev in events], timeout_s=timeout_s)
+
+    def insert_event_rows(self, rows: Sequence[Sequence[Any]], *, timeout_s: float | None = None) -> None:
+        """Insert rows of validated events in ``EVENT_COLUMNS`` order (:func:`event_row`), columnar."""
+        if not rows:
             return
-        cols = events_to_columns(events)
+        cols = rows_to_columns(rows)
         with self._lock:
             try:
                 self._client.insert(
@@ -350,7 +336,7 @@ class Store:
                     settings={"optimize_on_insert": 0, **(_time_limit(timeout_s) or {})},
                 )
             except Exception as exc:  # noqa: BLE001
-                raise StoreError(f"insert of {len(events)} events failed: {_short(exc)}") from None
+                raise StoreError(f"insert of {len(rows)} events failed: {_short(exc)}") from None
 
     def insert_rows(
         self, table: str, columns: list[str], rows: list[list[Any]], *, timeout_s: float | None = None
