@@ -20,7 +20,7 @@ from tests.unit.test_property_acceptance import _client, _sink
 from trail.errors import ValidationError
 from trail.events import wire
 from trail.events.model import MAX_EVENT_BYTES, event_hash
-from trail.ingest.decode import decode, decode_row, fast_decode
+from trail.ingest.decode import decode, decode_position, decode_row, fast_decode
 from trail.storage.store import event_row
 
 
@@ -30,6 +30,12 @@ def same_answer(value: bytes | None) -> Any:
     expected = wire.decode(value)
     assert decode(value) == expected
     assert decode_row(value) == (expected if isinstance(expected, wire.Rejected) else event_row(expected))
+    position = decode_position(value)
+    if isinstance(expected, wire.Rejected):
+        assert position == expected
+    else:
+        p = expected["producer"]
+        assert position == (p["id"], p["seq"], expected["hash"], p["prev"])
     if value is not None and len(value) <= MAX_EVENT_BYTES:
         fast = fast_decode(value)
         assert fast is None or fast == expected

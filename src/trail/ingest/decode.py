@@ -224,3 +224,18 @@ def decode(value: bytes | None) -> dict[str, Any] | wire.Rejected:
         if ev is not None:
             return ev
     return wire.decode(value)
+
+
+def decode_position(value: bytes | None) -> tuple[str, int, str, str] | wire.Rejected:
+    """What :func:`decode` answers, reduced to ``(producer id, seq, hash, prev)``: the sealer's
+    path (it validates every record as the sink does, and keeps only its place in the chain)."""
+    if value is not None and len(value) <= MAX_EVENT_BYTES:
+        ev = _fast_struct(value)
+        if ev is not None:
+            p = ev.producer
+            return (p.id, p.seq, ev.hash, p.prev)
+    result = wire.decode(value)
+    if isinstance(result, wire.Rejected):
+        return result
+    pr = result["producer"]
+    return (pr["id"], pr["seq"], result["hash"], pr["prev"])

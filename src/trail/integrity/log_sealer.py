@@ -3,7 +3,7 @@
 The sealer role's leader reads ``trail.events`` itself (a consumer group of its own, every
 partition assigned to it) and seals what the log carries once the sinks have stored it:
 
-* each record is decoded by the sink's own decoder (:func:`trail.ingest.decode.decode`): the same
+* each record is decoded by the sink's own decoder (:func:`trail.ingest.decode.decode_position`): the same
   validation and the same hash check, so a record a sink dead-letters is never sealed;
 * a record is handed to the sealer only when the sinks' consumer group has committed past its
   offset: a sink commits only after the insert, so the event is in the store by then;
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from trail import metrics
 from trail.errors import StoreError, WriteFailed
 from trail.events.wire import Rejected
-from trail.ingest.decode import decode
+from trail.ingest.decode import decode_position
 from trail.ingest.step import Partition, Polled, Step
 from trail.integrity.checkpoint import Checkpoint
 from trail.logging import get_logger
@@ -111,13 +111,12 @@ class LogSealStep(Step):
         for p, records in polled.items():
             waiting = self._waiting.setdefault(p.partition, deque())
             for r in records:
-                ev = decode(r.value)
-                if isinstance(ev, Rejected):
+                pos = decode_position(r.value)
+                if isinstance(pos, Rejected):
                     self.rejected += 1
                     waiting.append((r.offset, None))
                 else:
-                    pr = ev["producer"]
-                    waiting.append((r.offset, (pr["id"], pr["seq"], ev["hash"], pr["prev"])))
+                    waiting.append((r.offset, pos))
             if records:
                 self.records += len(records)
                 self._next[p.partition] = records[-1].offset + 1
