@@ -3,8 +3,8 @@
 A :class:`~trail.ingest.batch.BatchStep` over the consumer loop (``trail.ingest.processor``),
 as a member of the consumer group ``<namespace>trail-sink`` (several sinks share the partitions):
 
-1. decode each record (pure; :mod:`trail.ingest.decode`): a good event joins the batch, a bad one is staged for the
-   dead-letter topic with its reason;
+1. decode each record (pure; :func:`trail.ingest.decode.decode_row`): a good event joins the
+   batch as the row the store inserts, a bad one is staged for the dead-letter topic with its reason;
 2. at ``batch_size`` records or ``batch_seconds`` after the first, and on stop or revocation:
    a. check the dead-letter ratio (below);
    b. produce the dead letters (original bytes, reason, topic/partition/offset in headers)
@@ -13,7 +13,8 @@ as a member of the consumer group ``<namespace>trail-sink`` (several sinks share
       writer thread: meanwhile the loop polls and decodes the next batch (the store works
       outside the GIL, so the two use both cores); at most one batch is in flight;
    d. when that insert has finished (at the latest when the next batch is due): commit the
-      offsets the batch covers, then tell the sealer what was stored. If the store failed or
+      offsets the batch covers, then tell the sink's own sealer, if it has one, what was stored
+      (a sealer role seals from the topic behind the group's commits instead). If the store failed or
       the insert timed out, the loop pauses every partition, keeps polling so the group stays
       alive, retries the insert with capped backoff, and commits nothing past it.
 3. on revocation, what was staged for the lost partitions is dropped (the next owner re-reads
