@@ -39,6 +39,7 @@ from trail.storage.store import Store
 from trail.testing import RecordingTransport, capture_logs, test_client
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
+PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class Kill(BaseException):
@@ -92,7 +93,7 @@ class World:
         assert wait_stored(self.store, self.sink.sink, n, timeout=60) >= n
 
     # -- sealers -----------------------------------------------------------------------
-    def role(self, sealer_class: type[Sealer] = Sealer, interval_s: float = 3600.0) -> SealerRole:
+    def role(self, sealer_class: type[Sealer] = Sealer, interval_s: float = 3600.0, lease: Any = None) -> SealerRole:
         def make(adopt_stored: bool) -> Sealer:
             return sealer_class(self.store, self.key, AppendOnlyLog(self.log_path), adopt_stored=adopt_stored)
 
@@ -100,7 +101,7 @@ class World:
             consumer=log_consumer(self.broker.bootstrap, self.topic, f"{self.topic}.sealer", {}),
             sinks=lambda: GroupOffsets(self.broker.bootstrap, self.topic, f"{self.topic}.sink"),
         )
-        lease = FileLease(self.tmp / "sealer.lock")
+        lease = lease or FileLease(self.tmp / "sealer.lock")
         return SealerRole(make, self.store, lease, interval_s=interval_s, standby_poll_s=0.05, feed=feed)
 
     def run(self, role: SealerRole) -> SealerRole:
@@ -333,3 +334,33 @@ def test_a_sealer_whose_offsets_are_outside_the_log_stops_instead_of_skipping(wo
     with pytest.raises(OffsetOutOfRange, match="offset 500"):
         role.run()
     assert world.chain() == []
+
+
+@pytest.mark.postgres
+def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_extends_its_chain(world: World) -> None:
+    """The leader's PostgreSQL session dies (a network partition): it must stop sealing at its next
+    round, and the standby that takes the advisory lock goes on from its checkpoints and offsets."""
+    import uuid
+
+    import psycopg
+
+    from trail.integrity.lease import PostgresLease
+
+    key = int(uuid.uuid4().int % (1 << 62))
+    first = world.run(world.role(lease=PostgresLease(PG, key)))
+    world.send(world.events(30))
+    world.stored(30)
+    assert first.seal_now(timeout_s=30) is not None
+    with psycopg.connect(PG, autocommit=True) as admin:  # the leader's session ends
+        admin.execute("SELECT pg_terminate_backend(%s)", (first.lease._conn.info.backend_pid,))  # type: ignore[attr-defined]
+    standby = world.role(lease=PostgresLease(PG, key))
+    world.run(standby)
+    assert standby.leading, "the standby took the lock the dead session held"
+    world.send(world.events(20, service="after"), partition=1)
+    world.stored(50)
+    assert first.seal_now(timeout_s=5) is None and not first.leading, "the cut-off leader signs nothing"
+    cp = standby.seal_now(timeout_s=30)
+    assert cp is not None and cp.seq == 2 and cp.count == 20
+    world.assert_one_chain(50)
+    report = world.verify()
+    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
