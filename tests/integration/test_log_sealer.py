@@ -155,6 +155,11 @@ class World:
     def verify(self) -> Any:
         return Verifier(self.store, self.key.public, AppendOnlyLog(self.log_path), strict=True).run()
 
+    def assert_verified(self) -> None:
+        """``verify --strict``: intact, and every stored event sealed."""
+        report = self.verify()
+        assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+
 
 @pytest.fixture()
 def world(broker: LocalBroker, topics: dict[str, str], store: Store, tmp_path: Path, make_sink: Any) -> Any:
@@ -173,8 +178,7 @@ def test_it_seals_what_the_log_carries_once_the_sinks_committed_it(world: World)
     cp = role.seal_now(timeout_s=30)
     assert cp is not None and cp.count == 120
     world.assert_one_chain(120)
-    report = world.verify()
-    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+    world.assert_verified()
 
 
 def test_rows_the_log_never_carried_and_records_the_sink_refuses_are_never_sealed(world: World) -> None:
@@ -271,8 +275,7 @@ def test_a_leader_killed_at_any_point_is_followed_without_a_gap_or_a_fork(world:
     assert second.terms == 1
     second.seal_now(timeout_s=30)
     world.assert_one_chain(90)
-    report = world.verify()
-    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+    world.assert_verified()
 
 
 def test_a_store_that_refuses_checkpoints_holds_the_log_back_until_it_takes_them(world: World) -> None:
@@ -293,8 +296,7 @@ def test_a_store_that_refuses_checkpoints_holds_the_log_back_until_it_takes_them
         role.seal_now(timeout_s=10)
     world.assert_one_chain(50)
     assert world.chain()[0].count == 40, "checkpoint 1 was stored as signed, never signed again"
-    report = world.verify()
-    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+    world.assert_verified()
 
 
 def test_two_events_claiming_one_place_in_a_chain_keep_the_first_and_are_reported(world: World, store: Store) -> None:
@@ -362,5 +364,4 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_extends_its_chai
     cp = standby.seal_now(timeout_s=30)
     assert cp is not None and cp.seq == 2 and cp.count == 20
     world.assert_one_chain(50)
-    report = world.verify()
-    assert report.intact and report.unsealed_events == 0, [f.as_dict() for f in report.findings]
+    world.assert_verified()
