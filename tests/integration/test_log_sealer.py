@@ -93,13 +93,20 @@ class World:
         assert wait_stored(self.store, self.sink.sink, n, timeout=60) >= n
 
     # -- sealers -----------------------------------------------------------------------
-    def role(self, sealer_class: type[Sealer] = Sealer, interval_s: float = 3600.0, lease: Any = None) -> SealerRole:
+    def role(
+        self,
+        sealer_class: type[Sealer] = Sealer,
+        interval_s: float = 3600.0,
+        lease: Any = None,
+        hold_limit_s: float = 3600.0,
+    ) -> SealerRole:
         def make(adopt_stored: bool) -> Sealer:
             return sealer_class(self.store, self.key, AppendOnlyLog(self.log_path), adopt_stored=adopt_stored)
 
         feed = LogFeed(
             consumer=log_consumer(self.broker.bootstrap, self.topic, f"{self.topic}.sealer", {}),
             sinks=lambda: GroupOffsets(self.broker.bootstrap, self.topic, f"{self.topic}.sink"),
+            hold_limit_s=hold_limit_s,
         )
         lease = lease or FileLease(self.tmp / "sealer.lock")
         return SealerRole(make, self.store, lease, interval_s=interval_s, standby_poll_s=0.05, feed=feed)
@@ -124,6 +131,16 @@ class World:
         while role._step is not None and role._step.records < records and time.monotonic() < deadline:
             time.sleep(0.05)
         assert role._step is not None and role._step.records >= records
+
+    def sealer_committed(self, partition: int) -> int | None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        c = KafkaConsumer(bootstrap_servers=[self.broker.bootstrap], group_id=f"{self.topic}.sealer")
+        try:
+            off = c.committed(TopicPartition(self.topic, partition))
+        finally:
+            c.close()
+        return None if off is None else int(off)
 
     def close(self) -> None:
         for role, t in self.threads:
@@ -365,3 +382,32 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_extends_its_chai
     assert cp is not None and cp.seq == 2 and cp.count == 20
     world.assert_one_chain(50)
     world.assert_verified()
+
+
+def test_a_gap_that_is_never_filled_stops_holding_the_offset_back_after_the_limit(world: World) -> None:
+    """A refused record in the middle of a chain leaves its successors waiting for ever. Held
+    for ever, they would pin the sealer's offset until retention deleted the record there and
+    the sealer stopped; past the limit (an hour; none here) the offset moves on, once logged."""
+    role = world.run(world.role(hold_limit_s=0))
+    good = world.events(12, service="broken")
+    tampered = json.loads(good[4])
+    tampered["purpose"] = "changed in transit"  # the sink refuses it: seq 5 never arrives
+    with capture_logs("warning") as logs:
+        world.send([*good[:4], json.dumps(tampered).encode(), *good[5:]], partition=1)
+        world.stored(11)
+        cp = role.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 4
+    assert world.sealer_committed(1) == 12, "past the seven events that wait behind the gap"
+    assert '"sealer.gap_not_filled"' in logs.getvalue()
+    report = world.verify()
+    assert report.unsealed_events == 7
+
+
+def test_within_the_limit_a_gap_holds_the_offset_at_its_first_waiting_event(world: World) -> None:
+    role = world.run(world.role())
+    good = world.events(12, service="broken")
+    world.send([*good[:4], *good[5:]], partition=1)  # seq 5 is late
+    world.stored(11)
+    cp = role.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 4
+    assert world.sealer_committed(1) == 4, "seq 6, the first event behind the gap, is read again after a restart"

@@ -11,8 +11,9 @@ partition assigned to it) and seals what the log carries once the sinks have sto
   the sealer's own, when the store may hold events the log no longer carries (after an upgrade
   from sinks that sealed, or in ``trail up``, whose broker keeps its log in memory);
 * after each checkpoint it commits, per partition, the offset of the oldest record it still
-  holds unsealed (waiting for the sinks, or behind a gap in its producer's chain). A restart
-  reads those again; what the chain already holds is skipped, so nothing is sealed twice.
+  holds unsealed (waiting for the sinks, or behind a gap in its producer's chain, for up to an
+  hour). A restart reads those again; what the chain already holds is skipped, so nothing is
+  sealed twice.
 
 So the chain of checkpoints follows the log, confirmed by the sinks' commits, and
 ``trail verify`` proves the store against it: a row that the log never carried (written into
@@ -45,6 +46,9 @@ log = get_logger("trail.sealer")
 
 #: (producer id, seq, hash, prev) of one event read from the log.
 Position = tuple[str, int, str, str]
+#: How long an event waiting behind a gap in its producer's chain may hold the sealer's
+#: committed offset back (see ``LogSealStep._commit``).
+HOLD_LIMIT_S = 3600.0
 
 
 class Offsets(Protocol):
@@ -77,17 +81,20 @@ class SealRequest:
 class LogSealStep(Step):
     """The leader's work over the events topic (run by :class:`~trail.ingest.processor.Processor`)."""
 
-    def __init__(self, leader: Leader, sinks: Offsets, interval_s: float) -> None:
+    def __init__(self, leader: Leader, sinks: Offsets, interval_s: float, hold_limit_s: float = HOLD_LIMIT_S) -> None:
         self.leader = leader
         self.sinks = sinks
         self.interval_s = interval_s
+        self.hold_limit_s = hold_limit_s
         #: Read from the log, not yet below the sinks' commit: (offset, position or None if invalid).
         self._waiting: dict[int, deque[tuple[int, Position | None]]] = {}
-        #: Handed to the sealer, not yet sealed: (offset, position), in offset order.
-        self._held: dict[int, list[tuple[int, Position]]] = {}
+        #: Handed to the sealer, not yet sealed: (offset, position, when), in offset order.
+        self._held: dict[int, list[tuple[int, Position, float]]] = {}
         #: The next offset to read, per partition (known once a record came from there).
         self._next: dict[int, int] = {}
         self._fed: Sealer | None = None
+        #: Partitions whose offset has moved past events still waiting (logged once each).
+        self._released_past: set[int] = set()
         self._next_round = 0.0
         self._request: SealRequest | None = None
         self._topic = ""
@@ -199,15 +206,16 @@ class LogSealStep(Step):
         for part, waiting in self._waiting.items():
             limit = committed.get(part, 0)
             held = self._held.setdefault(part, [])
+            now = time.monotonic()
             while waiting and waiting[0][0] < limit:
                 offset, pos = waiting.popleft()
                 if pos is not None:
-                    held.append((offset, pos))
+                    held.append((offset, pos, now))
                     yield pos
 
     def _held_positions(self) -> Iterator[Position]:
         for held in self._held.values():
-            for _off, pos in held:
+            for _off, pos, _when in held:
                 yield pos
 
     def _forget_sealed(self, sealer: Sealer) -> None:
@@ -215,15 +223,32 @@ class LogSealStep(Step):
             self._held[part] = [h for h in held if not sealer.is_sealed(h[1][0], h[1][1])]
 
     def _commit(self) -> None:
-        """Per partition: the oldest record still held or waiting, else the next to read."""
+        """Per partition: the oldest record still held or waiting, else the next to read. An
+        event that has waited behind a gap for longer than ``hold_limit_s`` no longer holds the
+        offset back (a gap that is never filled would pin it until retention deletes the record
+        and the sealer stops): it stays in this process's hands, sealed if the gap fills while it
+        runs, and after a restart it is reported unsealed by ``verify`` and ``trail gaps``."""
         offsets: dict[Partition, int] = {}
+        oldest_kept = time.monotonic() - self.hold_limit_s
         for part, nxt in self._next.items():
             marks = [nxt]
             waiting, held = self._waiting.get(part), self._held.get(part)
             if waiting:
                 marks.append(waiting[0][0])
             if held:
-                marks.append(held[0][0])
+                kept = [h[0] for h in held if h[2] >= oldest_kept]
+                if len(kept) < len(held) and part not in self._released_past:
+                    self._released_past.add(part)
+                    stuck = min((h for h in held if h[2] < oldest_kept), key=lambda h: h[0])
+                    log.warning(
+                        "sealer.gap_not_filled",
+                        partition=part,
+                        producer=stuck[1][0],
+                        waiting_from_seq=stuck[1][1],
+                        waited_s=round(time.monotonic() - stuck[2]),
+                    )
+                if kept:
+                    marks.append(min(kept))
             offsets[Partition(self._topic, part)] = min(marks)
         if offsets:
             self.loop.commit(offsets)
