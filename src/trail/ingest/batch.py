@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from trail.ingest.step import Partition, Polled, Record, Step
 
@@ -33,6 +33,8 @@ class Batch(Generic[T]):
     stage: int = 0
     #: A number the role may give the batch (the sink numbers its inserts).
     number: int = 0
+    #: What the role derives once from the complete batch (the sink: its rows and dead letters).
+    parts: Any = None
 
     def all(self) -> list[T]:
         return [item for part in self.items.values() for item in part]

@@ -210,7 +210,7 @@ class Sink(BatchStep[Row | Dead]):
     def _begin(self, batch: Batch[Row | Dead]) -> Pending[None] | None:
         """Dead-letter (at once), then start the insert; None when there is nothing to insert."""
         self._write_stages(batch, up_to=_DEADLETTERED)
-        rows = [i for i in batch.all() if not isinstance(i, Dead)]
+        rows, _dead = _parts(batch)
         if not rows:
             batch.stage = _INSERTED
             return None
@@ -235,8 +235,7 @@ class Sink(BatchStep[Row | Dead]):
                 pending.result()
             except (StoreError, WriteTimeout) as exc:
                 self.stats.store_failures += 1
-                n = sum(1 for i in batch.all() if not isinstance(i, Dead))
-                raise WriteFailed("store_unavailable", f"{exc} ({n} rows)") from exc
+                raise WriteFailed("store_unavailable", f"{exc} ({len(_parts(batch)[0])} rows)") from exc
             batch.stage = _INSERTED
         else:
             self.write(batch)
@@ -249,16 +248,15 @@ class Sink(BatchStep[Row | Dead]):
         self._write_stages(batch, up_to=_INSERTED)
 
     def _write_stages(self, batch: Batch[Row | Dead], up_to: int) -> None:
-        items = batch.all()
+        rows, dead = _parts(batch)
         if batch.stage < _CHECKED:
             self._flush_started = time.monotonic()
-            self._check_ratio(len(items), sum(1 for i in items if isinstance(i, Dead)))
+            self._check_ratio(len(rows) + len(dead), len(dead))
             batch.stage = _CHECKED
         if batch.stage < _DEADLETTERED:
-            self._deadletter([i for i in items if isinstance(i, Dead)])
+            self._deadletter(dead)
             batch.stage = _DEADLETTERED
         if batch.stage < _INSERTED and up_to >= _INSERTED:
-            rows = [i for i in items if not isinstance(i, Dead)]
             if rows:
                 self._number(batch)
                 try:
@@ -282,9 +280,8 @@ class Sink(BatchStep[Row | Dead]):
         metrics.EVENTS_STORED.inc(len(rows))
 
     def written(self, batch: Batch[Row | Dead]) -> None:
-        items = batch.all()
-        rows = [i for i in items if not isinstance(i, Dead)]
-        dead = len(items) - len(rows)
+        rows, dead_letters = _parts(batch)
+        dead = len(dead_letters)
         if self.sealer is not None and rows:
             sealer = self.sealer
             try:
@@ -365,13 +362,22 @@ class Sink(BatchStep[Row | Dead]):
             metrics.DEAD_LETTERS.labels(reason=reason_label(reason)).inc()
 
 
+def _parts(batch: Batch[Row | Dead]) -> tuple[list[Row], list[Dead]]:
+    """The batch's rows to insert and its dead letters, split once when it is written."""
+    if batch.parts is None:
+        items = batch.all()
+        batch.parts = ([i for i in items if not isinstance(i, Dead)], [i for i in items if isinstance(i, Dead)])
+    parts: tuple[list[Row], list[Dead]] = batch.parts
+    return parts
+
+
 _GC_TUNED = False
 
 
 def fewer_collections() -> None:
     """Fewer, cheaper cyclic garbage collections in a process that runs a sink (once per process).
 
-    A sink keeps two batches of decoded events alive (tens of thousands of dicts and lists), so
+    A sink keeps two batches of decoded events alive (tens of thousands of rows and lists), so
     Python's default thresholds (a young collection every 700 allocations) collect over and over
     and walk them each time: on this machine the sink alone drained 15,000-18,000 events/s with
     the defaults and 18,400-24,400 with these (load_tests/bench_ingest.py, isolated phase). What
