@@ -87,7 +87,11 @@ class Sealer:
 
     def add(self, events: Iterable[dict[str, Any]]) -> None:
         """Note events the store acknowledged (called by the sink after each insert)."""
-        self.add_positions((p["id"], p["seq"], e["hash"], p["prev"]) for e in events for p in (e["producer"],))
+        positions = []
+        for ev in events:
+            producer = ev["producer"]
+            positions.append((producer["id"], producer["seq"], ev["hash"], producer["prev"]))
+        self.add_positions(positions)
 
     def add_positions(self, positions: Iterable[tuple[str, int, str, str]]) -> None:
         """Note stored events by ``(producer, seq, hash, prev)``; already sealed ones are skipped."""
@@ -176,9 +180,11 @@ class Sealer:
         )
 
     @property
-    def unstored(self) -> bool:
-        """A checkpoint signed and in the file whose store copy failed (stored before the next)."""
-        return self._unstored is not None
+    def stored_seq(self) -> int:
+        """The newest checkpoint of this chain the store should hold: the last one signed, or the
+        one before while the last one's store copy is still to be written."""
+        last = self.last.seq if self.last else 0
+        return last - 1 if self._unstored is not None else last
 
     @property
     def unsealed(self) -> int:

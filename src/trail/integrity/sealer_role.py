@@ -166,9 +166,7 @@ class SealerRole:
             return None
         head = sql.last_checkpoint_seq(self.store)
         mine = sealer.last.seq if sealer.last else 0
-        if head != mine and not (sealer.unstored and head == mine - 1):
-            # (one behind, with this sealer's own checkpoint still to store, is not a moved head:
-            # the next seal stores that checkpoint first)
+        if head not in (mine, sealer.stored_seq):  # its own checkpoint still to be stored is not someone else's
             # Someone sealed since this process loaded the chain: extend theirs, never fork it.
             log.warning("sealer.head_moved", expected=mine, found=head)
             sealer = self.sealer = self.make_sealer(self.feed is None)

@@ -172,7 +172,7 @@ class LocalStack:
         self._sealer_thread = threading.Thread(target=run, name="trail-sealer", daemon=True)
         self._sealer_thread.start()
 
-    def _seal_now(self) -> None:
+    def _seal_now(self, timeout_s: float = 30.0) -> None:
         """Seal what the sink committed (before a verify, a proof, a list of checkpoints). A sealer
         that is down or slow is logged, not raised: what it did not seal is reported as unsealed."""
         sealer, thread = self.sealer, self._sealer_thread
@@ -181,7 +181,7 @@ class LocalStack:
                 log.warning("stack.sealer_not_running", error=str(self._sealer_error) if self._sealer_error else None)
             return
         try:
-            sealer.seal_now(timeout_s=30)
+            sealer.seal_now(timeout_s=timeout_s)
         except TrailError as exc:
             log.warning("stack.seal_failed", error=str(exc))
 
@@ -247,11 +247,7 @@ class LocalStack:
                 self._sink_thread.join(timeout=30)
             self.sink = None
         if self.sealer is not None:
-            if self._sealer_thread is not None and self._sealer_thread.is_alive() and self.sealer.leading:
-                try:
-                    self.sealer.seal_now(timeout_s=15)  # everything the sink committed, before the broker goes
-                except TrailError as exc:
-                    log.warning("stack.final_seal_failed", error=str(exc))
+            self._seal_now(timeout_s=15)  # everything the sink committed, before the broker goes
             self.sealer.stop()
             if self._sealer_thread is not None:
                 self._sealer_thread.join(timeout=30)
