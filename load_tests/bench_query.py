@@ -45,6 +45,8 @@ DAYS = 365
 PEOPLE_PER_EVENT = 0.2  # 20 M people in a trail of 100 M events
 STAFF = 3000
 SERVICES = 60
+#: The tables holding every event: the log and its copies ordered by person and by actor.
+COPIES = ("events", "events_by_subject", "events_by_actor")
 TARGETS = {"person_p99_ms": 50, "actor_day_p99_ms": 100, "filtered_day_p99_ms": 500}
 
 
@@ -53,9 +55,9 @@ def _u(salt: int) -> str:
     return f"(sipHash64(number, {salt}) % 1000000007) / 1000000007.0"
 
 
-def generate(store: Store, events: int, chunk: int) -> None:
+def generate(store: Store, events: int, chunk: int, days: int = DAYS) -> None:
     people = max(1, int(events * PEOPLE_PER_EVENT))
-    span_us = DAYS * 86400 * 1_000_000
+    span_us = days * 86400 * 1_000_000
     for first in range(0, events, chunk):
         n = min(chunk, events - first)
         # person: P * u^2 gives the heaviest people thousands of events and most people one or two;
@@ -128,7 +130,7 @@ def footprint(store: Store, events: int) -> dict[str, Any]:
     }
 
 
-def pick_keys(store: Store, n: int, seed: int) -> dict[str, list[Any]]:
+def pick_keys(store: Store, n: int, seed: int, days: int = DAYS) -> dict[str, list[Any]]:
     """Keys the way lookups come: people and actors drawn through random events (so busy ones
     are looked up more often, as in life), days uniformly over the year."""
     rows = store.query(
@@ -136,8 +138,8 @@ def pick_keys(store: Store, n: int, seed: int) -> dict[str, list[Any]]:
         f"WHERE sipHash64(event_id, {seed}) % 1000 = 0 LIMIT {n}"
     )
     rnd = random.Random(seed)
-    days = [START + timedelta(days=rnd.randrange(DAYS)) for _ in range(n)]
-    return {"people": [r["ref"] for r in rows], "actors": [r["actor_id"] for r in rows], "days": days}
+    days_ = [START + timedelta(days=rnd.randrange(days)) for _ in range(n)]
+    return {"people": [r["ref"] for r in rows], "actors": [r["actor_id"] for r in rows], "days": days_}
 
 
 def _time(fn: Any) -> tuple[float, int]:
@@ -241,6 +243,12 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=200, help="keys per query kind")
     ap.add_argument("--page", type=int, default=1000, help="rows per query (one API page)")
     ap.add_argument("--chunk", type=int, default=5_000_000)
+    ap.add_argument(
+        "--days",
+        type=int,
+        default=DAYS,
+        help="spread the events over this many days (fewer events over fewer days keep a big trail's rows per day)",
+    )
     ap.add_argument("--dir", help="keep the store here (reused if it already holds --events events)")
     ap.add_argument("--out", default="load_tests/results/query.json")
     ap.add_argument("--query-phase", nargs=2, metavar=("STORE", "KEYS"), help=argparse.SUPPRESS)
@@ -257,11 +265,11 @@ def main() -> None:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(["chdb", "clickhouse-connect"]),
         "targets": TARGETS,
-        "parameters": {"page_rows": args.page, "keys_per_kind": args.keys, "days": DAYS},
+        "parameters": {"page_rows": args.page, "keys_per_kind": args.keys, "days": args.days},
         "definitions": {
             "person": "one person's history from events_by_subject (trail.service.query 'subject'), one page",
-            "actor_day": "one actor's events in one day through the actor index, one page",
-            "actor_month": "one actor's events in 30 days through the actor index, one page",
+            "actor_day": "one actor's events in one day from events_by_actor (trail.service.query 'actor'), one page",
+            "actor_month": "one actor's events in 30 days from events_by_actor, one page",
             "filtered_day": "one day filtered by action, category and destination kind, one page",
             "counts_month": "event counts by action over 30 days (one row per event)",
             "cold": "a fresh process that has read none of these keys (OS page cache dropped if allowed)",
@@ -270,17 +278,16 @@ def main() -> None:
     }
     try:
         store = Store(f"chdb://{store_dir}", DB)
-        store.migrate()
+        upgraded = store.migrate()  # a kept store made by an older trail is upgraded (and backfilled) here
         have = store.count_events()
         t = time.monotonic()
         if have != args.events:
-            store.command("TRUNCATE TABLE {db}.events")
-            store.command("TRUNCATE TABLE {db}.events_by_subject")
-            store.command("TRUNCATE TABLE {db}.actor_index")
-            generate(store, args.events, args.chunk)
-            store.command("OPTIMIZE TABLE {db}.events FINAL")
-            store.command("OPTIMIZE TABLE {db}.events_by_subject FINAL")
-            store.command("OPTIMIZE TABLE {db}.actor_index FINAL")
+            for table in COPIES:
+                store.command(f"TRUNCATE TABLE {{db}}.{table}")
+            generate(store, args.events, args.chunk, args.days)
+        if have != args.events or upgraded:
+            for table in COPIES:
+                store.command(f"OPTIMIZE TABLE {{db}}.{table} FINAL")
         result["generate_s"] = round(time.monotonic() - t, 1)
         result["events"] = store.count_events()
         result["people"] = int(store.query("SELECT uniqExact(subject_ref) AS n FROM {db}.events_by_subject")[0]["n"])
@@ -288,9 +295,9 @@ def main() -> None:
             "SELECT count() AS n FROM {db}.events_by_subject GROUP BY subject_ref ORDER BY n DESC LIMIT 1"
         )
         result["heaviest_person_events"] = int(heaviest[0]["n"]) if heaviest else 0
-        result["actors"] = int(store.query("SELECT uniqExact(actor_id) AS n FROM {db}.actor_index")[0]["n"])
+        result["actors"] = int(store.query("SELECT uniqExact(actor_id) AS n FROM {db}.events_by_actor")[0]["n"])
         result.update(footprint(store, result["events"]))
-        keys = pick_keys(store, args.keys, seed=7)
+        keys = pick_keys(store, args.keys, seed=7, days=args.days)
         store.close()
         keys_file = tmp / "keys.json"
         keys_file.write_text(json.dumps({**keys, "days": [d.isoformat() for d in keys["days"]]}))

@@ -250,7 +250,10 @@ def test_no_raw_subject_id_in_rows_logs_or_dead_letters(tmp_path, broker, topics
         dead = read_topic(broker.bootstrap, topics["deadletter"], expect=2)
     assert len(dead) == 2
     rows = store.query("SELECT * FROM {db}.events")
-    dump = json.dumps(rows, default=str) + json.dumps(store.query("SELECT * FROM {db}.events_by_subject"), default=str)
+    dump = json.dumps(rows, default=str) + "".join(
+        json.dumps(store.query(f"SELECT * FROM {{db}}.{copy}"), default=str)
+        for copy in ("events_by_subject", "events_by_actor")
+    )
     reasons = " ".join(dict(r.headers)["trail.reason"].decode() for r in dead)
     log_text = logs.getvalue()
     assert "sink.batch_flushed" in log_text

@@ -66,15 +66,17 @@ def test_exact_redelivery_is_invisible(tmp_path, store):
     assert store.gaps() == []
 
 
-def test_actor_lookup_reads_the_actor_index_not_the_whole_table(tmp_path, store):
-    """One actor's events in a time range come from the actor index key, exactly once each,
-    across monthly partitions, and only that actor's."""
+def test_actor_lookup_is_one_range_read_by_actor(tmp_path, store):
+    """One actor's events in a time range are a range of events_by_actor's primary key, not a
+    lookup per event in events: found exactly once each, whole, across partitions, and only that
+    actor's."""
     _, events = _events(tmp_path, 3000)
-    for k in range(0, 3000, 500):
-        store.insert_events(events[k : k + 500])
+    store.insert_events(events)  # 3,000 rows by actor (50 actors): several granules, of which one is read
     store.insert_events(events[:500])  # a replayed batch changes nothing
-    plan = _explain(store, "SELECT event_id FROM {db}.actor_index WHERE actor_id = 'E1007'")
+    plan = _explain(store, "SELECT event_id FROM {db}.events_by_actor WHERE actor_id = 'E1007'")
     assert re.search(r"PrimaryKey\s+Keys:\s+actor_id\s+Condition: \(actor_id in", plan), plan
+    selected, total = map(int, re.search(r"Granules: (\d+)/(\d+)", plan.split("PrimaryKey", 1)[1]).groups())
+    assert selected < total, plan
     since, until = parse_timestamp("t", "2026-02-01T00:00:00Z"), parse_timestamp("t", "2026-06-01T00:00:00Z")
     found = store.find_events(actor_id="E1007", since=since, until=until, limit=10_000)
     expected = [
@@ -83,19 +85,29 @@ def test_actor_lookup_reads_the_actor_index_not_the_whole_table(tmp_path, store)
     assert len(expected) > 20
     assert sorted(e["event_id"] for e in found) == sorted(e["event_id"] for e in expected)
     assert [e["occurred_at"] for e in found] == sorted(e["occurred_at"] for e in found)
+    assert found == [store.find_events_by_id(e["event_id"])[0] for e in found]
+    newest = store.find_events(actor_id="E1007", since=since, until=until, limit=5, newest_first=True)
+    # newest first (ties in time are in the store's UUID order, not the text's)
+    assert [e["occurred_at"] for e in newest] == sorted((e["occurred_at"] for e in found), reverse=True)[:5]
+    assert all(e in found for e in newest)
 
 
-def test_actor_index_is_backfilled_for_events_stored_before_it(tmp_path, store):
-    """A store upgraded to the actor index finds the actors of events it held before."""
+def test_actor_copy_is_backfilled_for_events_stored_before_it(tmp_path, store):
+    """A store upgraded to events_by_actor (migration 12) finds the actors of events it held
+    before, and the actor index it replaces is gone."""
     _, events = _events(tmp_path, 300)
     store.insert_events(events)
-    store.command("TRUNCATE TABLE {db}.actor_index")
-    store.command("ALTER TABLE {db}.schema_migrations DELETE WHERE version = 7 SETTINGS mutations_sync = 2")
-    assert store.find_events(actor_id="E1003", limit=1000) == []  # the index is what the lookup reads
-    assert store.migrate() == [7]
+    store.command("TRUNCATE TABLE {db}.events_by_actor")
+    store.command("ALTER TABLE {db}.schema_migrations DELETE WHERE version = 12 SETTINGS mutations_sync = 2")
+    assert store.find_events(actor_id="E1003", limit=1000) == []  # the copy is what the lookup reads
+    assert store.migrate() == [12]
     found = store.find_events(actor_id="E1003", limit=1000)
     assert {e["event_id"] for e in found} == {e["event_id"] for e in events if e["actor"]["id"] == "E1003"}
     assert found
+    tables = {
+        r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = {d:String}", {"d": store.db})
+    }
+    assert "events_by_actor_mv" in tables and not tables & {"actor_index", "actor_index_mv"}
 
 
 def test_filter_by_destination_kind(tmp_path, store):

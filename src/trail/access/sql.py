@@ -39,7 +39,7 @@ TABLES: Final = frozenset(
     {
         "events",
         "events_by_subject",
-        "actor_index",
+        "events_by_actor",
         "alerts",
         "checkpoints",
         "checkpoint_ranges",
