@@ -99,14 +99,17 @@ class World:
         interval_s: float = 3600.0,
         lease: Any = None,
         hold_limit_s: float = 3600.0,
+        stall_warn_s: float = 3600.0,
+        sinks_group: str | None = None,
     ) -> SealerRole:
         def make(adopt_stored: bool) -> Sealer:
             return sealer_class(self.store, self.key, AppendOnlyLog(self.log_path), adopt_stored=adopt_stored)
 
         feed = LogFeed(
             consumer=log_consumer(self.broker.bootstrap, self.topic, f"{self.topic}.sealer", {}),
-            sinks=lambda: GroupOffsets(self.broker.bootstrap, self.topic, f"{self.topic}.sink"),
+            sinks=lambda: GroupOffsets(self.broker.bootstrap, self.topic, sinks_group or f"{self.topic}.sink"),
             hold_limit_s=hold_limit_s,
+            stall_warn_s=stall_warn_s,
         )
         lease = lease or FileLease(self.tmp / "sealer.lock")
         return SealerRole(make, self.store, lease, interval_s=interval_s, standby_poll_s=0.05, feed=feed)
@@ -411,3 +414,29 @@ def test_within_the_limit_a_gap_holds_the_offset_at_its_first_waiting_event(worl
     cp = role.seal_now(timeout_s=30)
     assert cp is not None and cp.count == 4
     assert world.sealer_committed(1) == 4, "seq 6, the first event behind the gap, is read again after a restart"
+
+
+def test_sinks_in_another_group_leave_everything_unsealed_and_the_sealer_says_so(world: World) -> None:
+    """A sealer started in another namespace than the sinks reads the sinks' commits from a group
+    that never commits: it must seal nothing (nothing is known to be stored) and say why, once."""
+    with capture_logs("warning") as logs:
+        role = world.run(world.role(stall_warn_s=0, sinks_group="staging." + world.topic + ".sink"))
+        world.send(world.events(30))
+        world.stored(30)
+        world.read_all(role, 30)
+        assert role.seal_now(timeout_s=1) is None
+        assert role.seal_now(timeout_s=1) is None
+    assert world.chain() == []
+    lines = [json.loads(x) for x in logs.getvalue().splitlines() if "sealer.sinks_not_committing" in x]
+    assert len(lines) == 1, "logged once per stall, not every round"
+    assert lines[0]["group"] == "staging." + world.topic + ".sink" and lines[0]["waiting"] == 30
+    assert "TRAIL_NAMESPACE" in lines[0]["hint"]
+    role.stop()
+    # the same records, read by a sealer that watches the sinks' own group: sealed, nothing logged
+    with capture_logs("warning") as logs:
+        right = world.run(world.role(stall_warn_s=0))
+        world.read_all(right, 30)
+        cp = right.seal_now(timeout_s=30)
+    assert cp is not None and cp.count == 30
+    assert "sealer.sinks_not_committing" not in logs.getvalue()
+    world.assert_verified()

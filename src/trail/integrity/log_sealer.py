@@ -49,6 +49,9 @@ Position = tuple[str, int, str, str]
 #: How long an event waiting behind a gap in its producer's chain may hold the sealer's
 #: committed offset back (see ``LogSealStep._commit``).
 HOLD_LIMIT_S = 3600.0
+#: How long records may wait for the sinks' group to commit past them before it is logged: the
+#: sinks are down or stuck, or they run in another namespace (another group) than the sealer.
+STALL_WARN_S = 300.0
 
 
 class Offsets(Protocol):
@@ -81,11 +84,23 @@ class SealRequest:
 class LogSealStep(Step):
     """The leader's work over the events topic (run by :class:`~trail.ingest.processor.Processor`)."""
 
-    def __init__(self, leader: Leader, sinks: Offsets, interval_s: float, hold_limit_s: float = HOLD_LIMIT_S) -> None:
+    def __init__(
+        self,
+        leader: Leader,
+        sinks: Offsets,
+        interval_s: float,
+        hold_limit_s: float = HOLD_LIMIT_S,
+        stall_warn_s: float = STALL_WARN_S,
+    ) -> None:
         self.leader = leader
         self.sinks = sinks
         self.interval_s = interval_s
         self.hold_limit_s = hold_limit_s
+        self.stall_warn_s = stall_warn_s
+        #: Per partition: since when records have waited with none passed by the sinks' commit.
+        self._stalled_since: dict[int, float] = {}
+        #: Partitions whose current stall was logged.
+        self._stall_logged: set[int] = set()
         #: Read from the log, not yet below the sinks' commit: (offset, position or None if invalid).
         self._waiting: dict[int, deque[tuple[int, Position | None]]] = {}
         #: Handed to the sealer, not yet sealed: (offset, position, when), in offset order.
@@ -165,6 +180,8 @@ class LogSealStep(Step):
             self._waiting.pop(p.partition, None)
             self._held.pop(p.partition, None)
             self._next.pop(p.partition, None)
+            self._stalled_since.pop(p.partition, None)
+            self._stall_logged.discard(p.partition)
 
     def close(self) -> None:
         self.sinks.close()
@@ -193,6 +210,7 @@ class LogSealStep(Step):
                 sealer.add_positions(self._held_positions())
                 self._fed = sealer
             sealer.add_positions(self._release(committed))
+            self._watch_stalls(committed)
             cp = sealer.seal()
         except StoreError as exc:  # retried with backoff; nothing is committed past what is sealed
             raise WriteFailed("seal_failed", str(exc)) from exc
@@ -212,6 +230,31 @@ class LogSealStep(Step):
                 if pos is not None:
                     held.append((offset, pos, now))
                     yield pos
+
+    def _watch_stalls(self, committed: dict[int, int]) -> None:
+        """Log a partition whose records have waited ``stall_warn_s`` for the sinks' group to
+        commit past them, once per stall: without it, sinks in another namespace than the
+        sealer's (so another group) leave every event unsealed and nothing says why."""
+        now = time.monotonic()
+        for part, waiting in self._waiting.items():
+            head = waiting[0][0] if waiting else None
+            if head is None or head < committed.get(part, 0):
+                self._stalled_since.pop(part, None)
+                self._stall_logged.discard(part)
+                continue
+            since = self._stalled_since.setdefault(part, now)
+            if now - since >= self.stall_warn_s and part not in self._stall_logged:
+                self._stall_logged.add(part)
+                log.warning(
+                    "sealer.sinks_not_committing",
+                    partition=part,
+                    waiting=len(waiting),
+                    sinks_committed=committed.get(part),
+                    group=getattr(self.sinks, "group_id", None),
+                    waited_s=round(now - since),
+                    hint="the sinks' group has not stored these records: check that the sinks run and that they "
+                    "and the sealer have the same TRAIL_NAMESPACE (nothing is sealed until they are stored)",
+                )
 
     def _held_positions(self) -> Iterator[Position]:
         for held in self._held.values():

@@ -32,7 +32,7 @@ from trail.errors import StoreError, TrailError
 from trail.ingest.errors import OffsetOutOfRange
 from trail.integrity.checkpoint import Checkpoint
 from trail.integrity.lease import Lease
-from trail.integrity.log_sealer import HOLD_LIMIT_S, LogSealStep, Offsets, SealRequest
+from trail.integrity.log_sealer import HOLD_LIMIT_S, STALL_WARN_S, LogSealStep, Offsets, SealRequest
 from trail.integrity.sealer import Sealer
 from trail.logging import get_logger
 from trail.storage import integrity as sql
@@ -49,6 +49,8 @@ class LogFeed:
     sinks: Callable[[], Offsets]
     #: How long an event waiting behind a gap may hold the committed offset back.
     hold_limit_s: float = HOLD_LIMIT_S
+    #: How long records may wait for the sinks' commit before it is logged.
+    stall_warn_s: float = STALL_WARN_S
 
 
 class SealerRole:
@@ -123,7 +125,7 @@ class SealerRole:
         role (still leading) starts a new one after a pause."""
         from trail.ingest.processor import Processor
 
-        step = LogSealStep(self, feed.sinks(), self.interval_s, feed.hold_limit_s)
+        step = LogSealStep(self, feed.sinks(), self.interval_s, feed.hold_limit_s, feed.stall_warn_s)
         loop = Processor("sealer", feed.consumer, step, no_offset="earliest", poll_timeout_s=0.2)
         self._step, self._loop = step, loop
         if self._stop.is_set():
