@@ -28,6 +28,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests consumers load_tests examples
+	$(BIN)/ruff format --check src tests consumers load_tests examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 

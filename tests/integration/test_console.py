@@ -207,7 +207,7 @@ def test_an_event_shows_its_seal_and_only_an_auditor_downloads_the_proof(api: Ap
     ev = api.store.find_events(service="crm", limit=100_000, newest_first=True)[0]
     c = login(api, "analyst")
     page = c.get(f"/console/events/{ev['event_id']}")
-    assert page.status_code == 200 and "<span class=\"ok\">" in page.text and "proof.json" not in page.text
+    assert page.status_code == 200 and '<span class="ok">' in page.text and "proof.json" not in page.text
     assert c.get(f"/console/events/{ev['event_id']}/proof.json").status_code == 403
     aud = login(api, "auditor")
     proof = aud.get(f"/console/events/{ev['event_id']}/proof.json")

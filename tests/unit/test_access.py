@@ -140,4 +140,3 @@ def test_bad_access_and_kafka_settings_are_refused_naming_the_variable(
 def test_the_retention_floor_can_be_raised(tmp_path: Path) -> None:
     s = load_settings({"TRAIL_RETENTION_FLOOR_DAYS": "1100"}, config_file=tmp_path / "x")
     assert s.retention_floor_days == 1100
-
