@@ -97,8 +97,9 @@ class LogSealStep(Step):
         self.interval_s = interval_s
         self.hold_limit_s = hold_limit_s
         self.stall_warn_s = stall_warn_s
-        #: Per partition: since when records have waited with none passed by the sinks' commit.
-        self._stalled_since: dict[int, float] = {}
+        #: Per partition with records waiting: since when, and the sinks' commit then (a stall is
+        #: that commit not moving, not records waiting: under steady traffic some always wait).
+        self._stalled_since: dict[int, tuple[float, int | None]] = {}
         #: Partitions whose current stall was logged.
         self._stall_logged: set[int] = set()
         #: Read from the log, not yet below the sinks' commit: (offset, position or None if invalid).
@@ -237,12 +238,17 @@ class LogSealStep(Step):
         sealer's (so another group) leave every event unsealed and nothing says why."""
         now = time.monotonic()
         for part, waiting in self._waiting.items():
-            head = waiting[0][0] if waiting else None
-            if head is None or head < committed.get(part, 0):
-                self._stalled_since.pop(part, None)
+            sinks_at = committed.get(part)
+            watch = self._stalled_since.get(part)
+            if not waiting or watch is None or watch[1] != sinks_at:
+                # nothing waits, or the sinks' commit moved since the last round: watch anew from here
+                if waiting:
+                    self._stalled_since[part] = (now, sinks_at)
+                else:
+                    self._stalled_since.pop(part, None)
                 self._stall_logged.discard(part)
                 continue
-            since = self._stalled_since.setdefault(part, now)
+            since = watch[0]
             if now - since >= self.stall_warn_s and part not in self._stall_logged:
                 self._stall_logged.add(part)
                 log.warning(
