@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ from trail.storage.store import Store
 
 pytestmark = [pytest.mark.clickhouse]
 
-PERIOD = {"from": "2026-11-01", "to": "2026-12-01"}
+#: November 2026, the fixture's month, and on to today at least: the access log and the incidents the
+#: tests make are stamped with the time they run, which must stay inside the period.
+UNTIL = max(date(2026, 12, 1), datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+PERIOD = {"from": "2026-11-01", "to": UNTIL}
 ACTIONS = ["collect", "view", "export", "provide", "transfer", "delete", "use"]
 BASES = ["consent", "contract", "law", "hr"]
 CATS = [["name", "phone"], ["health"], ["name", "id_number"], ["email"], ["financial", "name"]]
@@ -280,7 +284,7 @@ def test_on_the_data_directory(tmp_path: Path) -> None:
     res = run("compliance", "report", "--data-dir", str(data), "--from", "2026-11-01", "--to", "2026-12-01",
               "--format", "md", "--lang", "en")  # fmt: skip
     assert res.returncode == 0 and b"Personal information compliance report" in res.stdout
-    res = run("compliance", "report", "--data-dir", str(data), "--from", "2026-11-01", "--to", "2027-01-01")
+    res = run("compliance", "report", "--data-dir", str(data), "--from", "2026-11-01", "--to", max(UNTIL, "2027-01-01"))
     reads = json.loads(res.stdout)["access"]["by_principal"]["rows"]
     assert [(x["principal"], x["role"]) for x in reads] == [("local", "auditor")] and reads[0]["requests"] == 2
     res = run("compliance", "report", "--data-dir", str(data), "--from", "2026-12-01", "--to", "2026-11-01")
