@@ -4,7 +4,7 @@ Configuration comes from ``TRAIL_*`` variables (see ``trail config show``):
 TRAIL_KAFKA_BOOTSTRAP, TRAIL_CLICKHOUSE_DSN, TRAIL_CLICKHOUSE_DATABASE, TRAIL_NAMESPACE,
 TRAIL_SINK_BATCH_SIZE, TRAIL_SINK_BATCH_SECONDS, TRAIL_SINK_MAX_DEADLETTER_RATIO.
 
-Writes: the ``events`` table (and, through its materialised views, ``events_by_subject`` and ``events_by_actor``);
+Writes: the ``events`` table (and, through its materialised views, ``pages_by_subject`` and ``pages_by_actor``);
 dead letters to ``trail.deadletter``. Run one or more; the group shares the partitions.
 SIGTERM flushes the partial batch and commits.
 

@@ -46,7 +46,7 @@ PEOPLE_PER_EVENT = 0.2  # 20 M people in a trail of 100 M events
 STAFF = 3000
 SERVICES = 60
 #: The tables holding every event: the log and its copies ordered by person and by actor.
-COPIES = ("events", "events_by_subject", "events_by_actor")
+COPIES = ("events", "pages_by_subject", "pages_by_actor")
 TARGETS = {"person_p99_ms": 50, "actor_day_p99_ms": 100, "filtered_day_p99_ms": 500}
 
 
@@ -267,9 +267,9 @@ def main() -> None:
         "targets": TARGETS,
         "parameters": {"page_rows": args.page, "keys_per_kind": args.keys, "days": args.days},
         "definitions": {
-            "person": "one person's history from events_by_subject (trail.service.query 'subject'), one page",
-            "actor_day": "one actor's events in one day from events_by_actor (trail.service.query 'actor'), one page",
-            "actor_month": "one actor's events in 30 days from events_by_actor, one page",
+            "person": "one person's history from pages_by_subject (trail.service.query 'subject'), one page",
+            "actor_day": "one actor's events in one day from pages_by_actor (trail.service.query 'actor'), one page",
+            "actor_month": "one actor's events in 30 days from pages_by_actor, one page",
             "filtered_day": "one day filtered by action, category and destination kind, one page",
             "counts_month": "event counts by action over 30 days (one row per event)",
             "cold": "a fresh process that has read none of these keys (OS page cache dropped if allowed)",
@@ -290,12 +290,12 @@ def main() -> None:
                 store.command(f"OPTIMIZE TABLE {{db}}.{table} FINAL")
         result["generate_s"] = round(time.monotonic() - t, 1)
         result["events"] = store.count_events()
-        result["people"] = int(store.query("SELECT uniqExact(subject_ref) AS n FROM {db}.events_by_subject")[0]["n"])
+        result["people"] = int(store.query("SELECT uniqExact(subject_ref) AS n FROM {db}.pages_by_subject")[0]["n"])
         heaviest = store.query(
-            "SELECT count() AS n FROM {db}.events_by_subject GROUP BY subject_ref ORDER BY n DESC LIMIT 1"
+            "SELECT count() AS n FROM {db}.pages_by_subject GROUP BY subject_ref ORDER BY n DESC LIMIT 1"
         )
         result["heaviest_person_events"] = int(heaviest[0]["n"]) if heaviest else 0
-        result["actors"] = int(store.query("SELECT uniqExact(actor_id) AS n FROM {db}.events_by_actor")[0]["n"])
+        result["actors"] = int(store.query("SELECT uniqExact(actor_id) AS n FROM {db}.pages_by_actor")[0]["n"])
         result.update(footprint(store, result["events"]))
         keys = pick_keys(store, args.keys, seed=7, days=args.days)
         store.close()

@@ -93,7 +93,7 @@ def main() -> None:
     try:
         store.migrate()
         if args.compliance_only:
-            for view in ("events_by_actor_mv", "events_by_subject_mv"):
+            for view in ("pages_by_actor_mv", "pages_by_subject_mv"):
                 store.command(f"DROP VIEW IF EXISTS {{db}}.{view}")
         t = time.perf_counter()
         if store.count_events() == 0:  # a kept --dir is reused as it is

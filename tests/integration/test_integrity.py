@@ -149,7 +149,7 @@ def test_retention_removes_whole_sealed_ranges_and_verifies_clean(trail):
     )
     assert rec is not None and len(rec.checkpoints) == 2
     assert trail.store.count_events() == 0
-    for copy in ("events_by_subject", "events_by_actor"):  # the copies by person and by actor go with them
+    for copy in ("pages_by_subject", "pages_by_actor"):  # the copies by person and by actor go with them
         assert trail.store.query(f"SELECT count() AS n FROM {{db}}.{copy}")[0]["n"] == 0, copy
     report = trail.verify()
     assert report.intact, [f.as_dict() for f in report.findings]

@@ -252,7 +252,7 @@ def test_no_raw_subject_id_in_rows_logs_or_dead_letters(tmp_path, broker, topics
     rows = store.query("SELECT * FROM {db}.events")
     dump = json.dumps(rows, default=str) + "".join(
         json.dumps(store.query(f"SELECT * FROM {{db}}.{copy}"), default=str)
-        for copy in ("events_by_subject", "events_by_actor")
+        for copy in ("pages_by_subject", "pages_by_actor")
     )
     reasons = " ".join(dict(r.headers)["trail.reason"].decode() for r in dead)
     log_text = logs.getvalue()

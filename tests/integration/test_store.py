@@ -37,13 +37,13 @@ def test_migrations_are_numbered_and_applied_once(store):
 
 
 def test_subject_lookup_is_one_range_read_by_person(tmp_path, store):
-    """ "Every event about subject X" reads a range of events_by_subject's primary key, not events,
+    """ "Every event about subject X" reads a range of pages_by_subject's primary key, not events,
     and finds exactly that person's events, each once, whole."""
     client, events = _events(tmp_path, 3000)
     store.insert_events(events)  # 6,000 rows by person: several granules, of which one is read
     store.insert_events(events[:500])  # a sink's replay: stored twice, shown once
     ref = client_ref(client, subject(5))
-    plan = _explain(store, f"SELECT event_id FROM {{db}}.events_by_subject WHERE subject_ref = '{ref}'")
+    plan = _explain(store, f"SELECT event_id FROM {{db}}.pages_by_subject WHERE subject_ref = '{ref}'")
     assert re.search(r"PrimaryKey\s+Keys:\s+subject_ref\s+Condition: \(subject_ref in", plan), plan
     selected, total = map(int, re.search(r"Granules: (\d+)/(\d+)", plan.split("PrimaryKey", 1)[1]).groups())
     assert selected < total, plan
@@ -67,13 +67,13 @@ def test_exact_redelivery_is_invisible(tmp_path, store):
 
 
 def test_actor_lookup_is_one_range_read_by_actor(tmp_path, store):
-    """One actor's events in a time range are a range of events_by_actor's primary key, not a
+    """One actor's events in a time range are a range of pages_by_actor's primary key, not a
     lookup per event in events: found exactly once each, whole, across partitions, and only that
     actor's."""
     _, events = _events(tmp_path, 3000)
     store.insert_events(events)  # 3,000 rows by actor (50 actors): several granules, of which one is read
     store.insert_events(events[:500])  # a replayed batch changes nothing
-    plan = _explain(store, "SELECT event_id FROM {db}.events_by_actor WHERE actor_id = 'E1007'")
+    plan = _explain(store, "SELECT event_id FROM {db}.pages_by_actor WHERE actor_id = 'E1007'")
     assert re.search(r"PrimaryKey\s+Keys:\s+actor_id\s+Condition: \(actor_id in", plan), plan
     selected, total = map(int, re.search(r"Granules: (\d+)/(\d+)", plan.split("PrimaryKey", 1)[1]).groups())
     assert selected < total, plan
@@ -92,22 +92,82 @@ def test_actor_lookup_is_one_range_read_by_actor(tmp_path, store):
     assert all(e in found for e in newest)
 
 
-def test_actor_copy_is_backfilled_for_events_stored_before_it(tmp_path, store):
-    """A store upgraded to events_by_actor (migration 12) finds the actors of events it held
-    before, and the actor index it replaces is gone."""
-    _, events = _events(tmp_path, 300)
+def test_page_copies_are_backfilled_for_events_stored_before_them(tmp_path, store):
+    """A store upgraded to the page tables (migration 13) finds the people and actors of events it
+    held before, and the whole-event copies they replace are gone."""
+    client, events = _events(tmp_path, 300)
     store.insert_events(events)
-    store.command("TRUNCATE TABLE {db}.events_by_actor")
-    store.command("ALTER TABLE {db}.schema_migrations DELETE WHERE version = 12 SETTINGS mutations_sync = 2")
-    assert store.find_events(actor_id="E1003", limit=1000) == []  # the copy is what the lookup reads
-    assert store.migrate() == [12]
+    for copy in ("pages_by_subject", "pages_by_actor"):
+        store.command(f"TRUNCATE TABLE {{db}}.{copy}")
+    store.command("ALTER TABLE {db}.schema_migrations DELETE WHERE version = 13 SETTINGS mutations_sync = 2")
+    ref = client_ref(client, subject(3))
+    assert store.find_events(actor_id="E1003", limit=1000) == []  # the copies are what the lookups read
+    assert store.find_events(subject_ref=ref, limit=1000) == []
+    assert store.migrate() == [13]
     found = store.find_events(actor_id="E1003", limit=1000)
     assert {e["event_id"] for e in found} == {e["event_id"] for e in events if e["actor"]["id"] == "E1003"}
-    assert found
+    assert found and found == [store.find_events_by_id(e["event_id"])[0] for e in found]
+    mine = store.find_events(subject_ref=ref, limit=1000)
+    assert {e["event_id"] for e in mine} == {e["event_id"] for e in events if ref in e["subject_refs"]}
+    assert mine and mine == [store.find_events_by_id(e["event_id"])[0] for e in mine]
     tables = {
         r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = {d:String}", {"d": store.db})
     }
-    assert "events_by_actor_mv" in tables and not tables & {"actor_index", "actor_index_mv"}
+    assert {"pages_by_subject_mv", "pages_by_actor_mv"} <= tables
+    assert not tables & {"events_by_subject", "events_by_subject_mv", "events_by_actor", "events_by_actor_mv"}
+
+
+#: Text record() accepts that JSON must escape or carry as it is.
+ODD_TEXT = (
+    'say "hi" \\ back\\slash',
+    "tab\there\nnew line\r",
+    "ctl \x01\x1f\x7f and \x00 nul",
+    "中文 目的 🙂 emoji",
+    "\u2028\u2029 separators",
+    "</script><b>",
+    "a/b//c",
+    "\ufeffbom",
+    "界" * 256,
+)
+
+
+def test_pages_give_back_odd_text_exactly_as_stored(tmp_path, store):
+    """Events whose text JSON must escape (quotes, backslashes, control characters, NUL, line
+    separators), or carry as it is (CJK, emoji, a BOM, the longest values), come back from the
+    page tables' JSON equal to their whole rows in events, by actor and by each person."""
+    rec = RecordingTransport()
+    c = test_client(tmp_path, rec)
+    for i, text in enumerate(ODD_TEXT):
+        c.record(**event(i, purpose=text[:1024], attributes={text[:40]: text, "ticket": f"T-{i}"}))
+        c.record(**event(i, actor={"kind": "staff", "id": f"E{i}-{text[:20]}", "department": text[:256]}))
+        c.record(**event(i, target={"system": "crm", "resource": text[:256]}, occurred_at="2000-01-01T00:00:00Z"))
+    assert c.close()
+    assert len(rec.events) == 3 * len(ODD_TEXT)
+    store.insert_events(rec.events)
+    for ev in rec.events:
+        whole = store.find_events_by_id(ev["event_id"])
+        assert whole and whole[0]["hash"] == ev["hash"]
+        assert whole[0] in store.find_events(actor_id=ev["actor"]["id"], limit=10_000)
+        for ref in ev["subject_refs"]:
+            assert whole[0] in store.find_events(subject_ref=ref, limit=10_000)
+
+
+def test_a_page_row_whose_json_does_not_parse_is_read_whole_from_events(tmp_path, store):
+    """A page table's row whose event text is not valid JSON (stored some other way than trail's
+    writer) costs that row a read of events, not the page: every event comes back whole."""
+    _, events = _events(tmp_path, 40)
+    store.insert_events(events)
+    victim = next(e for e in events if e["actor"]["id"] == "E1001")
+    store.command(
+        'ALTER TABLE {db}.pages_by_actor UPDATE event = \'{"actor_kind": "sta\' WHERE event_id = {id:UUID} '
+        "SETTINGS mutations_sync = 2",
+        {"id": victim["event_id"]},
+    )
+    broken = store.query("SELECT event FROM {db}.pages_by_actor WHERE event_id = {id:UUID}", {"id": victim["event_id"]})
+    assert broken and not broken[0]["event"].endswith("}")
+    found = store.find_events(actor_id="E1001", limit=1000)
+    assert victim["event_id"] in {e["event_id"] for e in found}
+    assert found == [store.find_events_by_id(e["event_id"])[0] for e in found]
 
 
 def test_filter_by_destination_kind(tmp_path, store):

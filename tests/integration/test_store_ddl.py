@@ -52,7 +52,7 @@ def test_cluster_tables_are_replicated_sharded_and_on_cluster() -> None:
     assert "ReplicatedMergeTree('/clickhouse/tables/all/trail/checkpoints', '{replica}')" in text
     # views fire on each shard's local inserts and route through the Distributed indexes
     views = [s for s in stmts if "MATERIALIZED VIEW" in s]
-    assert len(views) == 5 and all("FROM trail.events_local" in v and "TO trail." in v for v in views)
+    assert len(views) == 7 and all("FROM trail.events_local" in v and "TO trail." in v for v in views)
     # a table dropped by a later migration goes from every node, its Distributed table before its local one
     drops = [s for s in stmts if s.startswith("DROP TABLE")]
     assert drops[:2] == [
@@ -61,7 +61,8 @@ def test_cluster_tables_are_replicated_sharded_and_on_cluster() -> None:
     ]
     assert "DROP VIEW IF EXISTS trail.subject_index_mv ON CLUSTER main SYNC" in stmts
     assert "DROP TABLE IF EXISTS trail.actor_index_local ON CLUSTER main SYNC" in stmts
-    assert "TO trail.events_by_actor AS" in text
+    assert "TO trail.pages_by_actor AS" in text
+    assert "DROP TABLE IF EXISTS trail.events_by_actor_local ON CLUSTER main SYNC" in stmts
     # an added column reaches the local and the Distributed table
     assert sum("detector_checkpoints" in s and s.startswith("ALTER") for s in stmts) == 1
     assert any(

@@ -38,8 +38,8 @@ from trail.errors import StoreError, UsageError, ValidationError
 TABLES: Final = frozenset(
     {
         "events",
-        "events_by_subject",
-        "events_by_actor",
+        "pages_by_subject",
+        "pages_by_actor",
         "alerts",
         "checkpoints",
         "checkpoint_ranges",

@@ -184,7 +184,7 @@ def delete_range(store: Store, producer_id: str, first: int, last: int) -> None:
         )
     cond = "producer_id = {p:String} AND producer_seq BETWEEN {a:UInt64} AND {b:UInt64}"
     params = {"p": producer_id, "a": first, "b": last}
-    for index in ("events_by_actor", "events_by_subject"):
+    for index in ("pages_by_actor", "pages_by_subject"):
         store.command(
             f"DELETE FROM {{db}}.{index} WHERE event_id IN (SELECT event_id FROM {{db}}.events WHERE {cond})",
             params,

@@ -174,11 +174,25 @@ def _plain(v: Any) -> Any:
     return v
 
 
-#: The columns the subject report shows, read from ``events_by_subject`` (migration 0011), by person.
-SUBJECT_COLUMNS: Final = (
-    "occurred_at, actor_kind, actor_id, actor_role, actor_department, action, data_categories, purpose, "
-    "legal_basis, consent_ref, source_service, target_system, target_dataset, target_resource, destination_kind, "
-    "destination_name, destination_region, outcome"
+#: The fields the subject report shows, read from ``pages_by_subject`` (migration 0013), by person.
+SUBJECT_FIELDS: Final = (
+    "actor_kind",
+    "actor_id",
+    "actor_role",
+    "actor_department",
+    "action",
+    "data_categories",
+    "purpose",
+    "legal_basis",
+    "consent_ref",
+    "source_service",
+    "target_system",
+    "target_dataset",
+    "target_resource",
+    "destination_kind",
+    "destination_name",
+    "destination_region",
+    "outcome",
 )
 
 
@@ -192,7 +206,7 @@ def subject_rows(
     limit: int,
 ) -> list[dict[str, Any]]:
     """One person's events (or, with ``access_log``, the access log's lookups of them), oldest first,
-    once per event, with only the columns the subject report shows."""
+    once per event, with only the fields the subject report shows."""
     where = [
         "subject_ref = {ref:String}",
         "source_service = {svc:String}" if access_log else "source_service != {svc:String}",
@@ -205,10 +219,15 @@ def subject_rows(
         where.append("occurred_at < {until:DateTime64(6, 'UTC')}")
         params["until"] = until
     rows = store.query(
-        f"SELECT toString(event_id) AS event_id, {SUBJECT_COLUMNS} FROM {{db}}.events_by_subject "
+        "SELECT event_id, occurred_at, producer_id, producer_seq, event FROM {db}.pages_by_subject "
         f"WHERE {' AND '.join(where)} ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {{limit:UInt64}}",
         params,
     )
+    out = []
     for r in rows:
-        r["occurred_at"] = _plain(r["occurred_at"])
-    return rows
+        cols = store.page_row(r)
+        out.append(
+            {"event_id": str(r["event_id"]), "occurred_at": _plain(r["occurred_at"])}
+            | {f: cols[f] for f in SUBJECT_FIELDS}
+        )
+    return out

@@ -7,9 +7,9 @@ schema. On a cluster the same migrations are rewritten, statement by statement:
   ``{shard}`` and ``{replica}`` macros) and a ``Distributed`` table of the old name over it, so
   every query of trail reads and writes the old name unchanged. Sharding keys keep lookups on one
   shard where it matters: ``events`` by producer (one producer's hash chain stays whole on one
-  shard, so gaps and chains are checked shard-locally), ``events_by_subject`` by subject
-  reference (one person's history and report read one shard), ``events_by_actor`` by actor (one
-  actor's events read one shard), ``alerts`` by alert id (every version of an alert on one
+  shard, so gaps and chains are checked shard-locally), ``pages_by_subject`` by subject
+  reference (one person's history and report read one shard), ``pages_by_actor`` by actor (one
+  actor's events read one shard), as the copies they replaced, ``alerts`` by alert id (every version of an alert on one
   shard, so ``FINAL`` is exact);
 * the small tables (checkpoints, their ranges, retention records, detector checkpoints, the
   migrations ledger) are replicated whole to every node (one ZooKeeper path for all shards);
@@ -60,6 +60,8 @@ SHARDED: Final[dict[str, str]] = {
     "subject_events": "cityHash64(subject_ref)",
     "events_by_subject": "cityHash64(subject_ref)",
     "events_by_actor": "cityHash64(actor_id)",
+    "pages_by_subject": "cityHash64(subject_ref)",
+    "pages_by_actor": "cityHash64(actor_id)",
     "alerts": "cityHash64(alert_id)",
 }
 

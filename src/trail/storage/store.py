@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from trail.errors import StoreError
 from trail.events.model import format_timestamp
 from trail.logging import get_logger
@@ -66,6 +68,10 @@ EVENT_COLUMNS: tuple[str, ...] = (
 #: paging cursor ``(occurred_at, event_id) > ...`` and ``ORDER BY event_id`` mean the column, in the
 #: order of the tables' keys, not an alias of its text.
 _SELECT = ", ".join(EVENT_COLUMNS)
+
+#: What a page of ``pages_by_subject`` or ``pages_by_actor`` (migration 0013) reads: the key columns
+#: and the rest of the event as one JSON object, six columns instead of 32.
+_PAGE_SELECT = "event_id, occurred_at, producer_id, producer_seq, event"
 
 
 def event_row(ev: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -401,26 +407,46 @@ class Store:
             where.append("has(data_categories, {category:String})")
             params["category"] = category
         order = "DESC" if newest_first else "ASC"
-        table = "events"
+        table, select = "events", _SELECT
         if subject_ref:
-            # events_by_subject holds every event whole, ordered by person: one range read.
-            table = "events_by_subject"
+            # pages_by_subject holds every event by person: one range read of six columns.
+            table, select = "pages_by_subject", _PAGE_SELECT
             where.append("subject_ref = {ref:String}")
             params["ref"] = subject_ref
         if actor_id:
             where.append("actor_id = {actor:String}")
             params["actor"] = actor_id
             if not subject_ref:
-                # events_by_actor holds every event whole, ordered by actor then time: one range read.
-                table = "events_by_actor"
+                # pages_by_actor holds every event by actor, then time: one range read of six columns.
+                table, select = "pages_by_actor", _PAGE_SELECT
         sql = (
             # LIMIT 1 BY event_id already shows one row per event (exact redeliveries are identical rows),
             # so no FINAL: merging parts at read time cost 4-5x on a one-day actor query.
-            f"SELECT {_SELECT} FROM {{db}}.{table} WHERE {' AND '.join(where)} "
+            f"SELECT {select} FROM {{db}}.{table} WHERE {' AND '.join(where)} "
             f"ORDER BY occurred_at {order}, event_id, producer_id, producer_seq "
             "LIMIT 1 BY event_id LIMIT {limit:UInt64}"
         )
-        return [row_to_event(r) for r in self.query(sql, params)]
+        rows = self.query(sql, params)
+        return [row_to_event(r if select == _SELECT else self.page_row(r)) for r in rows]
+
+    def page_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The stored columns of the event in one row of a page table (``event_id, occurred_at,
+        producer_id, producer_seq, event``): its JSON object and the key columns, or, where the JSON
+        does not parse (a string not valid UTF-8, stored some other way than trail's writer), the
+        row read from events."""
+        try:
+            doc: dict[str, Any] = orjson.loads(row["event"])
+        except orjson.JSONDecodeError:
+            rows = self.query(
+                f"SELECT {_SELECT} FROM {{db}}.events WHERE event_id = {{id:UUID}} AND producer_id = {{p:String}} "
+                "AND producer_seq = {s:UInt64} LIMIT 1",
+                {"id": row["event_id"], "p": row["producer_id"], "s": row["producer_seq"]},
+            )
+            if not rows:
+                raise StoreError(f"event {row['event_id']} is in a page table but not in events") from None
+            return rows[0]
+        doc.update(row)  # the key columns, as stored (attributes: an object, or pairs if the server writes maps so)
+        return doc
 
     def find_events_by_id(self, event_id: str) -> list[dict[str, Any]]:
         """Every delivery of one event (normally one), oldest ingestion first."""
