@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from trail.events.model import SENSITIVE_CATEGORIES
-from trail.storage.store import Store
+from trail.storage.store import PAGE_SELECT, Store
 
 ACCESS_SERVICE: Final = "trail-access"
 BULK_RULES: Final = ("bulk_export", "bulk_destruction")
@@ -219,15 +219,15 @@ def subject_rows(
         where.append("occurred_at < {until:DateTime64(6, 'UTC')}")
         params["until"] = until
     rows = store.query(
-        "SELECT event_id, occurred_at, producer_id, producer_seq, event FROM {db}.pages_by_subject "
-        f"WHERE {' AND '.join(where)} ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {{limit:UInt64}}",
+        f"SELECT {PAGE_SELECT} FROM {{db}}.pages_by_subject WHERE {' AND '.join(where)} "
+        "ORDER BY occurred_at, event_id LIMIT 1 BY event_id LIMIT {limit:UInt64}",
         params,
     )
     out = []
     for r in rows:
         cols = store.page_row(r)
         out.append(
-            {"event_id": str(r["event_id"]), "occurred_at": _plain(r["occurred_at"])}
+            {"event_id": r["event_id_text"], "occurred_at": r["occurred_at_text"]}
             | {f: cols[f] for f in SUBJECT_FIELDS}
         )
     return out
