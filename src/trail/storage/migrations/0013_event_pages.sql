@@ -8,7 +8,9 @@
 -- (event, producer, seq), as events; queries show one row per event_id. Filled by the views for
 -- new events (created before the backfill, so nothing stored meanwhile is missed; what both
 -- write collapses, as exact redeliveries do), backfilled once, cut with events by retention.
--- They replace events_by_subject and events_by_actor, dropped at the end.
+-- They replace events_by_subject and events_by_actor, dropped at the end. The JSON takes ZSTD(1):
+-- level 3 was no smaller at 1 M generated events and cost 6 % more insert time. An insert costs
+-- about a fifth more than with the whole-column copies (the server writes the JSON twice).
 CREATE TABLE IF NOT EXISTS {db}.pages_by_subject
 (
     subject_ref         String CODEC(ZSTD(1)),
@@ -23,7 +25,7 @@ CREATE TABLE IF NOT EXISTS {db}.pages_by_subject
     target_system       LowCardinality(String),
     outcome             LowCardinality(String),
     destination_kind    LowCardinality(String),
-    event               String CODEC(ZSTD(3))
+    event               String CODEC(ZSTD(1))
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYear(occurred_at)
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS {db}.pages_by_actor
     target_system       LowCardinality(String),
     outcome             LowCardinality(String),
     destination_kind    LowCardinality(String),
-    event               String CODEC(ZSTD(3))
+    event               String CODEC(ZSTD(1))
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYear(occurred_at)
