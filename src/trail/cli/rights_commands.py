@@ -19,7 +19,6 @@ import click
 from trail.cli.common import FORMATS, api_client, data_dir_option, emit_rows, settings_for
 from trail.config import Settings
 from trail.errors import UsageError, ValidationError
-from trail.rights.render import render_report
 from trail.rights.requests import KINDS as REQUEST_KINDS
 from trail.rights.requests import OUTCOMES as REQUEST_OUTCOMES
 
@@ -114,6 +113,8 @@ def subject_report(
     Give the raw id; only the server (or this data directory's key) turns it into its reference."""
     settings = settings_for(ctx, data_dir)
     report = subject_report_data(settings, subject_id, purpose, start, end)
+    from trail.rights.render import render_report  # templates, Markdown: loaded only to render
+
     _write(render_report("subject_report", report, lang=lang, fmt=fmt), out, "subject report")
 
 
@@ -172,6 +173,8 @@ def compliance_report(
     the articles it evidences; signed with the checkpoint key (the JSON form is what is signed)."""
     settings = settings_for(ctx, data_dir)
     report = compliance_report_data(settings, start, end)
+    from trail.rights.render import render_report
+
     _write(render_report("compliance_report", report, lang=lang, fmt=fmt), out, "compliance report")
 
 
