@@ -152,6 +152,62 @@ def test_pages_give_back_odd_text_exactly_as_stored(tmp_path, store):
             assert whole[0] in store.find_events(subject_ref=ref, limit=10_000)
 
 
+def test_every_filter_reads_the_page_tables_as_it_reads_events(tmp_path, store):
+    """Each filter a page can take (time, action, category, service, system, outcome, destination,
+    the cursor) gives on the page tables exactly what the same filter gives on events."""
+    rec = RecordingTransport()
+    clients = [test_client(tmp_path / "a", rec, service="svc-a"), test_client(tmp_path / "b", rec, service="svc-b")]
+    actions = ("view", "export", "transfer", "delete")
+    for i in range(240):
+        action = actions[i % 4]
+        extra: dict = {"destination": {"kind": "file"}} if action == "export" else {}
+        if action == "transfer":
+            extra = {"destination": {"kind": "third_party", "name": "org-1"}, "legal_basis": "consent",
+                     "consent_ref": f"C-{i}"}  # fmt: skip
+        clients[i % 2].record(
+            **event(
+                i,
+                subject_ids=[subject(3), subject(i)],
+                actor={"kind": "staff", "id": f"E100{3 + i % 3}", "role": "support"},
+                action=action,
+                outcome="denied" if i % 7 == 0 else "success",
+                data_categories=["name", "health"] if i % 3 == 0 else ["name"],
+                target={"system": "crm" if i % 5 else "billing", "dataset": "customers"},
+                occurred_at=f"2026-0{1 + i % 6}-0{1 + i % 9}T00:00:{i % 60:02d}.000000Z",
+                **extra,
+            )
+        )
+    for c in clients:
+        assert c.close()
+    store.insert_events(rec.events)
+    since, until = parse_timestamp("t", "2026-02-01T00:00:00Z"), parse_timestamp("t", "2026-05-01T00:00:00Z")
+    first = store.find_events(since=since, limit=1)[0]
+    cursor = (parse_timestamp("t", first["occurred_at"]), first["event_id"])
+    filters = [
+        {"since": since, "until": until},
+        {"action": "export"},
+        {"category": "health"},
+        {"service": "svc-b"},
+        {"exclude_service": "svc-b"},
+        {"system": "billing"},
+        {"outcome": "denied"},
+        {"destination": "third_party"},
+        {"after": cursor},
+        {"action": "transfer", "category": "health", "destination": "third_party", "service": "svc-a"},
+    ]
+    ref = client_ref(clients[0], subject(3))
+    for f in filters:
+        everything = store.find_events(limit=10_000, **f)
+        for key, lookup in (("subject_ref", ref), ("actor_id", "E1003")):
+            got = store.find_events(limit=10_000, **{key: lookup}, **f)
+            want = [
+                e
+                for e in everything
+                if (ref in e["subject_refs"] if key == "subject_ref" else e["actor"]["id"] == "E1003")
+            ]
+            assert got == want and got, (key, f)
+
+
 def test_a_page_row_whose_json_does_not_parse_is_read_whole_from_events(tmp_path, store):
     """A page table's row whose event text is not valid JSON (stored some other way than trail's
     writer) costs that row a read of events, not the page: every event comes back whole."""
