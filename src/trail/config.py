@@ -24,6 +24,7 @@ Everything is validated once, at start-up, with messages that name the variable.
 | TRAIL_SINK_MAX_DEADLETTER_RATIO | crash if a batch dead-letters more than this share | 0.5 |
 | TRAIL_CHECKPOINT_KEY_FILE | Ed25519 signing key (PEM) for checkpoints | DATA_DIR/keys/checkpoint.key |
 | TRAIL_CHECKPOINT_SECONDS | seal a checkpoint this often (0: never) | 10 |
+| TRAIL_SEALER_STALL_WARN | how long records wait for the sinks' group before the sealer warns (``5m``) | 5m |
 | TRAIL_TIMEZONE | the organisation's local time zone (detection rules) | Asia/Shanghai |
 | TRAIL_RULES_FILE | TOML file overriding detection rule defaults | unset |
 | TRAIL_APPROVED_JOBS | actor ids of approved bulk jobs (comma-separated) | empty |
@@ -102,6 +103,7 @@ class Settings:
     sink_max_deadletter_ratio: float = 0.5
     checkpoint_key_file: Path | None = None
     checkpoint_seconds: float = 10.0
+    sealer_stall_warn: float = 300.0  # seconds
     timezone: str = "Asia/Shanghai"
     rules_file: Path | None = None
     approved_jobs: str = ""
@@ -247,7 +249,7 @@ _FLOAT = {
     "sql_timeout",
 }
 _BOOL = {"refuse_personal_data"}
-_DURATION = {"max_clock_skew"}
+_DURATION = {"max_clock_skew", "sealer_stall_warn"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -389,6 +391,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"TRAIL_RULES_FILE: no file at {s.rules_file}")
     if not s.checkpoint_seconds >= 0:
         raise ConfigError("TRAIL_CHECKPOINT_SECONDS: must be 0 (never) or more")
+    if not s.sealer_stall_warn > 0:
+        raise ConfigError("TRAIL_SEALER_STALL_WARN: must be above 0 (seconds, or like 5m)")
     if not s.sink_batch_seconds > 0:  # also refuses NaN
         raise ConfigError("TRAIL_SINK_BATCH_SECONDS: must be above 0")
     if s.sink_batch_size < 1:

@@ -319,6 +319,7 @@ def build_sealer_role(settings: Settings, store: Store, bootstrap: str | None) -
         feed = LogFeed(
             consumer=log_consumer(bootstrap, topic, f"{settings.namespace}trail-sealer", options),
             sinks=lambda: GroupOffsets(bootstrap, topic, sink_config(settings, bootstrap).group_id, options),
+            stall_warn_s=settings.sealer_stall_warn,
         )
     return SealerRole(make, store, sealer_lease(settings), interval_s=settings.checkpoint_seconds or 10.0, feed=feed)
 

@@ -103,12 +103,20 @@ def test_toml_top_level_table_is_accepted(tmp_path: Path) -> None:
         pytest.param({"TRAIL_NAMESPACE": "a b"}, "TRAIL_NAMESPACE", id="namespace"),
         pytest.param({"TRAIL_CLICKHOUSE_DSN": "ftp://host"}, "TRAIL_CLICKHOUSE_DSN", id="dsn-scheme"),
         pytest.param({"TRAIL_SINK_BATCH_SECONDS": "-1"}, "TRAIL_SINK_BATCH_SECONDS", id="seconds-negative"),
+        pytest.param({"TRAIL_SEALER_STALL_WARN": "0"}, "TRAIL_SEALER_STALL_WARN", id="stall-warn-zero"),
+        pytest.param({"TRAIL_SEALER_STALL_WARN": "soon"}, "TRAIL_SEALER_STALL_WARN", id="stall-warn-text"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
     """An invalid value is refused with a ConfigError that names the variable."""
     with pytest.raises(ConfigError, match=variable):
         load(env)
+
+
+def test_sealer_stall_warning_takes_a_duration() -> None:
+    assert load({}).sealer_stall_warn == 300.0
+    assert load({"TRAIL_SEALER_STALL_WARN": "2m"}).sealer_stall_warn == 120.0
+    assert load({"TRAIL_SEALER_STALL_WARN": "45"}).sealer_stall_warn == 45.0
 
 
 def test_bad_override_names_the_flag() -> None:
