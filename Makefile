@@ -2,8 +2,8 @@
 PY ?= python3
 # Three workers on two cores, each taking whole files (their module fixtures stay together): most
 # integration tests wait on a broker, a store or a child process (two workers kept the CPU about
-# half busy, and took 14.5 minutes where three take 9). The slowest tests are listed after every
-# run, so the suite stays well under 15 minutes.
+# half busy: 14.5 minutes, with other work beside them; three took 9-10 on a fresh clone). The
+# slowest tests are listed after every run, so the suite stays well under 15 minutes.
 PYTEST_ARGS ?= -n 3 --dist loadfile --durations=25
 VENV := .venv
 BIN := $(VENV)/bin

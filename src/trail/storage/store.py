@@ -412,10 +412,10 @@ class Store:
             where.append("has(data_categories, {category:String})")
             params["category"] = category
         order = "DESC" if newest_first else "ASC"
-        table, select = "events", _SELECT
+        table = "events"
         if subject_ref:
             # pages_by_subject holds every event by person: one range read of six columns.
-            table, select = "pages_by_subject", PAGE_SELECT
+            table = "pages_by_subject"
             where.append("subject_ref = {ref:String}")
             params["ref"] = subject_ref
         if actor_id:
@@ -423,16 +423,17 @@ class Store:
             params["actor"] = actor_id
             if not subject_ref:
                 # pages_by_actor holds every event by actor, then time: one range read of six columns.
-                table, select = "pages_by_actor", PAGE_SELECT
+                table = "pages_by_actor"
+        paged = table != "events"
         sql = (
             # LIMIT 1 BY event_id already shows one row per event (exact redeliveries are identical rows),
             # so no FINAL: merging parts at read time cost 4-5x on a one-day actor query.
-            f"SELECT {select} FROM {{db}}.{table} WHERE {' AND '.join(where)} "
+            f"SELECT {PAGE_SELECT if paged else _SELECT} FROM {{db}}.{table} WHERE {' AND '.join(where)} "
             f"ORDER BY occurred_at {order}, event_id, producer_id, producer_seq "
             "LIMIT 1 BY event_id LIMIT {limit:UInt64}"
         )
         rows = self.query(sql, params)
-        return [row_to_event(r if select == _SELECT else self.page_row(r)) for r in rows]
+        return [row_to_event(self.page_row(r) if paged else r) for r in rows]
 
     def page_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """The stored columns of the event in one row of a page table (``PAGE_SELECT``), with its id
