@@ -88,6 +88,25 @@ def swap_order(store: Store, event_a: str, event_b: str) -> dict[str, Any]:
     return {"kind": "reordered", "event_ids": [event_a, event_b]}
 
 
+def modify_copy(store: Store, event_id: str, table: str = "pages_by_subject") -> dict[str, Any]:
+    """Change an event as one of the lookup copies shows it (one person's or actor's history),
+    leaving ``events`` as it was."""
+    sql.tamper_copy_purpose(store, table, event_id, "changed in the copy")
+    return {"kind": "copy_modified", "event_id": event_id, "table": table}
+
+
+def delete_copy(store: Store, event_id: str, table: str = "pages_by_subject") -> dict[str, Any]:
+    """Hide an event from the lookups that read one copy, leaving ``events`` as it was."""
+    sql.tamper_delete_copy_rows(store, table, event_id)
+    return {"kind": "copy_missing", "event_id": event_id, "table": table}
+
+
+def copy_to_subject(store: Store, event_id: str, subject_ref: str) -> dict[str, Any]:
+    """Make an event appear in another person's history (a row in ``pages_by_subject`` only)."""
+    sql.tamper_copy_to_subject(store, event_id, subject_ref)
+    return {"kind": "copy_inserted", "event_id": event_id, "table": "pages_by_subject"}
+
+
 def delete_checkpoint(store: Store, seq: int) -> dict[str, Any]:
     sql.tamper_delete_checkpoint(store, seq)
     return {"kind": "checkpoint_missing", "checkpoint": seq}

@@ -14,7 +14,15 @@ What is checked, and what each finding means:
   or a checkpoint number is skipped;
 - ``checkpoint_forged``: a checkpoint's signature does not verify with the public key
   (forged, altered or re-signed with another key), the store's copy differs from the
-  external log, or its Merkle root does not match the events it seals.
+  external log, or its Merkle root does not match the events it seals;
+- ``copy_modified``, ``copy_inserted``, ``copy_missing``: a copy of the events that lookups
+  read (``pages_by_subject`` for one person's history and report, ``pages_by_actor`` for one
+  actor's) disagrees with ``events``: it shows an event with other content, shows a row no
+  stored event makes (an event tied to another person, or one that is not stored at all), or
+  lacks a row (a person's or an actor's history would not show that event). Each copy is
+  rebuilt from ``events`` by its view's SELECT as trail's migrations define it and compared
+  row by row (fingerprints of every column); a difference is read again before it is
+  reported, so rows an insert was writing while verify read do not count.
 
 Event hashes are recomputed inside ClickHouse (the canonical JSON rebuilt in SQL, then
 SHA-256; the statements are in :mod:`trail.storage.integrity`), so the per-row work runs in
@@ -36,6 +44,9 @@ from trail.integrity.keys import PublicKey
 from trail.integrity.merkle import MerkleBuilder
 from trail.storage import integrity as sql
 from trail.storage.store import Store, row_to_event
+
+#: Rows of a copy compared in one pass (a set of fingerprints this size is held in memory).
+COPY_ROWS_PER_PASS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,9 @@ class Report:
     sealed_events: int = 0
     unsealed_events: int = 0
     expired_events: int = 0
+    copy_rows_checked: int = 0
     since: int | None = None
+    deleted_ranges: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
 
     @property
     def intact(self) -> bool:
@@ -86,6 +99,7 @@ class Report:
             "sealed_events": self.sealed_events,
             "unsealed_events": self.unsealed_events,
             "expired_events": self.expired_events,
+            "copy_rows_checked": self.copy_rows_checked,
             "findings": kinds,
             "since": self.since,
         }
@@ -217,6 +231,9 @@ class Verifier:
             bad = self._mismatches(source, report)
             for pid, rows in self._stream(source, report, bad):
                 self._check_producer(pid, rows, sealed.get(pid, []), active, expired, since, builders, report)
+            copy_findings = Report()
+            for copy in sql.event_copies():
+                self._check_copy(copy, source, copy_findings)
         finally:
             source.drop(self.store)
         touched = {f.producer_id for f in report.findings if f.producer_id}
@@ -229,7 +246,43 @@ class Verifier:
                 report.add("checkpoint_forged", f"seals {cp.count} events but {b.count} were found", checkpoint=seq)
             elif b.root() != cp.root:
                 report.add("checkpoint_forged", "Merkle root does not match the events it seals", checkpoint=seq)
+        # An event whose stored row was changed, removed or added is already named above; its
+        # copies differ from it as a matter of course (they still hold what was first stored).
+        named = {f.event_id for f in report.findings if f.event_id}
+        for f in copy_findings.findings:
+            gone = any(p == f.producer_id and a <= (f.seq or 0) <= b for p, a, b in report.deleted_ranges)
+            if f.event_id not in named and not gone:
+                report.findings.append(f)
+        report.copy_rows_checked = copy_findings.copy_rows_checked
         return report
+
+    def _check_copy(self, copy: sql.EventCopy, source: sql.ScanSource, report: Report) -> None:
+        """Compare one copy with what its view makes of ``events``; report what differs twice."""
+        columns = sql.copy_columns(self.store, copy)
+        size = sql.copy_size(self.store, copy)
+        parts = max(1, -(-size // COPY_ROWS_PER_PASS))
+        suspects: list[str] = []
+        for part in range(parts):
+            suspects += sql.copy_mismatch_ids(self.store, copy, columns, source, part, parts)
+        report.copy_rows_checked += size
+        if not suspects:
+            return
+        by_event: dict[tuple[str, str, int], int] = {}
+        for side, event_id, pid, seq in sql.copy_mismatches(self.store, copy, columns, source, sorted(set(suspects))):
+            by_event[(pid, event_id, seq)] = by_event.get((pid, event_id, seq), 0) | side
+        for (pid, event_id, seq), sides in sorted(by_event.items()):
+            if sides == 3:
+                kind, detail = "copy_modified", f"{copy.table} shows this event with content that events does not hold"
+            elif sides == 1:
+                kind = "copy_inserted"
+                detail = (
+                    f"{copy.table} holds a row of this event that events does not make "
+                    "(tied to another person, or no such event is stored)"
+                )
+            else:
+                kind = "copy_missing"
+                detail = f"{copy.table} lacks a row of this stored event: lookups through it would not show it"
+            report.add(kind, detail, producer_id=pid, seq=seq, event_id=event_id)
 
     def _scope(self, sealed: dict[str, list[tuple[int, int, int, str]]], since: int) -> sql.ScanSource:
         """For ``--since``: the rows of ranges sealed from checkpoint ``since`` on (and the row before
@@ -457,5 +510,6 @@ def _is_tip(covered: dict[int, tuple[int, str]], seq: int) -> bool:
 
 
 def _deleted(report: Report, pid: str, first: int, last: int, cp_seq: int) -> None:
+    report.deleted_ranges.append((pid, first, last))
     what = f"seq {first}" if first == last else f"seq {first}..{last} ({last - first + 1} events)"
     report.add("deleted", f"{what} sealed but missing from the store", producer_id=pid, seq=first, checkpoint=cp_seq)

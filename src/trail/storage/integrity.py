@@ -6,6 +6,7 @@ holds every statement it sends to the store. Records are the signed JSON documen
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trail.errors import StoreError
+from trail.storage.schema import load_migrations, statements
 from trail.storage.store import EVENT_COLUMNS, Store
 
 CHECKPOINT_COLUMNS = ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"]
@@ -204,6 +206,17 @@ class ScanSource:
         for table in self.tables:
             store.command(f"DROP TABLE IF EXISTS {{db}}.{table}")
 
+    def restrict(self, rows: str) -> str:
+        """``rows`` (a table or a subquery with ``producer_id`` and ``producer_seq``) cut to this scope."""
+        if not self.tables:
+            return rows
+        scope, known = self.tables
+        return (
+            f"(SELECT c.* FROM {rows} AS c LEFT JOIN {{db}}.{scope} AS s ON c.producer_id = s.producer_id "
+            f"WHERE (s.producer_id != '' AND c.producer_seq >= s.from_seq) "
+            f"OR c.producer_id NOT IN (SELECT producer_id FROM {{db}}.{known}))"
+        )
+
 
 ALL_EVENTS = ScanSource("{db}.events")
 
@@ -256,6 +269,88 @@ def rows_by_event_ids(store: Store, event_ids: Sequence[str]) -> list[dict[str, 
     )
 
 
+# ------------------------------------------------------------------ the copies of events
+_COPY_VIEW = re.compile(
+    r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{db\}\.\w+ TO \{db\}\.(?P<table>\w+) AS\s+"
+    r"(?P<select>SELECT\s.*\sFROM \{db\}\.events\b.*)$",
+    re.S,
+)
+_DROPPED_TABLE = re.compile(r"^DROP TABLE IF EXISTS \{db\}\.(?P<table>\w+)$")
+
+
+@dataclass(frozen=True)
+class EventCopy:
+    """A table that holds events again, in another order, filled by a materialized view."""
+
+    table: str
+    select: str  # the view's SELECT over {db}.events
+
+
+def event_copies() -> list[EventCopy]:
+    """The copies of ``events`` the schema keeps (the page tables), each with its view's SELECT as
+    trail's own migrations define it: verify rebuilds a copy from that definition, not from the
+    view in the store, which whoever changed the copy could have changed too."""
+    copies: dict[str, str] = {}
+    for migration in load_migrations():
+        for statement in statements(migration.sql):
+            if m := _COPY_VIEW.match(statement):
+                copies[m["table"]] = m["select"]
+            elif m := _DROPPED_TABLE.match(statement):
+                copies.pop(m["table"], None)
+    return [EventCopy(table, select) for table, select in sorted(copies.items())]
+
+
+def copy_columns(store: Store, copy: EventCopy) -> list[str]:
+    """The copy's columns, in its own order (the view's SELECT names the same ones)."""
+    return [str(r["name"]) for r in store.query(f"DESCRIBE TABLE {{db}}.{copy.table}")]
+
+
+def copy_size(store: Store, copy: EventCopy) -> int:
+    rows = store.query(f"SELECT count() AS n FROM {{db}}.{copy.table}")
+    return int(rows[0]["n"]) if rows else 0
+
+
+def _copy_sides(copy: EventCopy, columns: Sequence[str], source: ScanSource, where: str) -> str:
+    """Every row of the copy (side 1) and every row its view makes of the events in scope (side 2),
+    each as a fingerprint of all its columns."""
+    fingerprint = f"sipHash128({', '.join(columns)})"
+    key = ", ".join(["event_id", "producer_id", "producer_seq"])
+    return (
+        f"SELECT {fingerprint} AS fp, {key}, toUInt8(1) AS side FROM {source.restrict(f'{{db}}.{copy.table}')} "
+        f"WHERE {where} "
+        f"UNION ALL SELECT {fingerprint} AS fp, {key}, toUInt8(2) AS side FROM {source.restrict(f'({copy.select})')} "
+        f"WHERE {where}"
+    )
+
+
+def copy_mismatch_ids(
+    store: Store, copy: EventCopy, columns: Sequence[str], source: ScanSource, part: int, parts: int
+) -> list[str]:
+    """Event ids (one per fingerprint) of rows found on one side only, for the ``part``-th of
+    ``parts`` slices of the events (by event id, so each slice's set fits in memory)."""
+    where = f"cityHash64(event_id) % {int(parts)} = {int(part)}"
+    rows = store.query(
+        f"SELECT toString(any(event_id)) AS e FROM ({_copy_sides(copy, columns, source, where)}) "
+        "GROUP BY fp HAVING groupBitOr(side) != 3"
+    )
+    return [str(r["e"]) for r in rows]
+
+
+def copy_mismatches(
+    store: Store, copy: EventCopy, columns: Sequence[str], source: ScanSource, event_ids: Sequence[str]
+) -> list[tuple[int, str, str, int]]:
+    """``(side, event_id, producer, seq)`` of these events' rows found on one side only: 1, in the
+    copy but made by no stored event; 2, made from a stored event but absent from the copy."""
+    where = "toString(event_id) IN {ids:Array(String)}"
+    rows = store.query(
+        "SELECT groupBitOr(side) AS sides, toString(any(event_id)) AS e, any(producer_id) AS p, "
+        f"any(producer_seq) AS s FROM ({_copy_sides(copy, columns, source, where)}) "
+        "GROUP BY fp HAVING sides != 3 ORDER BY p, s, e, sides",
+        {"ids": list(event_ids)},
+    )
+    return [(int(r["sides"]), str(r["e"]), str(r["p"]), int(r["s"])) for r in rows]
+
+
 # ------------------------------------------------------------------ the tamper drill's statements
 def tamper_delete_event(store: Store, event_id: str) -> None:
     store.command(
@@ -267,6 +362,30 @@ def tamper_set_purpose(store: Store, event_id: str, purpose: str) -> None:
     store.command(
         "ALTER TABLE {db}.events UPDATE purpose = {v:String} WHERE event_id = {id:UUID} SETTINGS mutations_sync = 2",
         {"v": purpose, "id": event_id},
+    )
+
+
+def tamper_copy_purpose(store: Store, table: str, event_id: str, purpose: str) -> None:
+    """Rewrite the purpose inside the JSON of an event's rows in one copy (``pages_by_*``)."""
+    store.command(
+        f'ALTER TABLE {{db}}.{table} UPDATE event = replaceRegexpOne(event, \'"purpose":"[^"]*"\', '
+        "concat('\"purpose\":', toJSONString({v:String}))) WHERE event_id = {id:UUID} SETTINGS mutations_sync = 2",
+        {"v": purpose, "id": event_id},
+    )
+
+
+def tamper_delete_copy_rows(store: Store, table: str, event_id: str) -> None:
+    store.command(
+        f"ALTER TABLE {{db}}.{table} DELETE WHERE event_id = {{id:UUID}} SETTINGS mutations_sync = 2", {"id": event_id}
+    )
+
+
+def tamper_copy_to_subject(store: Store, event_id: str, subject_ref: str) -> None:
+    """Show an event in another person's history: one more ``pages_by_subject`` row, the event's own."""
+    store.command(
+        "INSERT INTO {db}.pages_by_subject SELECT * REPLACE ({ref:String} AS subject_ref) "
+        "FROM {db}.pages_by_subject WHERE event_id = {id:UUID} LIMIT 1",
+        {"ref": subject_ref, "id": event_id},
     )
 
 
