@@ -232,6 +232,23 @@ def test_a_page_row_whose_json_does_not_parse_is_read_whole_from_events(tmp_path
     assert found == [store.find_events_by_id(e["event_id"])[0] for e in found]
 
 
+@pytest.mark.parametrize("text", ["[1]", "{}", '"text"', "null", '{"actor_kind": "staff"}'])
+def test_a_page_row_whose_json_is_not_an_event_is_read_whole_from_events(tmp_path, store, text):
+    """JSON that parses but is not the event object a view writes (a list, a string, an object with
+    fields missing) is treated as unreadable too: the page still shows the event whole."""
+    _, events = _events(tmp_path, 30)
+    store.insert_events(events)
+    victim = next(e for e in events if e["actor"]["id"] == "E1002")
+    store.command(
+        "ALTER TABLE {db}.pages_by_actor UPDATE event = {t:String} WHERE event_id = {id:UUID} "
+        "SETTINGS mutations_sync = 2",
+        {"t": text, "id": victim["event_id"]},
+    )
+    found = store.find_events(actor_id="E1002", limit=1000)
+    assert victim["event_id"] in {e["event_id"] for e in found}
+    assert found == [store.find_events_by_id(e["event_id"])[0] for e in found]
+
+
 def test_filter_by_destination_kind(tmp_path, store):
     """Provision events filter by where the data went; events without a destination never match."""
     rec = RecordingTransport()

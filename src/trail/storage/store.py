@@ -437,12 +437,14 @@ class Store:
 
     def page_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """The stored columns of the event in one row of a page table (``PAGE_SELECT``), with its id
-        and time as the wire's text: its JSON object and the key columns, or, where the JSON does not
-        parse (a string not valid UTF-8, stored some other way than trail's writer), the row read
-        from events."""
+        and time as the wire's text: its JSON object and the key columns, or, where the text is not
+        the JSON object the views write (not valid UTF-8, not an object, fields missing: stored some
+        other way than trail's writer), the row read from events."""
         try:
-            doc: dict[str, Any] = orjson.loads(row["event"])
+            doc = orjson.loads(row["event"])
         except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or not doc.keys() >= _PAGE_JSON_FIELDS:
             rows = self.query(
                 f"SELECT {_SELECT} FROM {{db}}.events WHERE event_id = {{id:UUID}} AND producer_id = {{p:String}} "
                 "AND producer_seq = {s:UInt64} LIMIT 1",
@@ -559,6 +561,10 @@ def open_store(dsn: str, database: str = "trail", *, migrate: bool = True, clust
     if migrate:
         store.migrate()
     return store
+
+
+#: What the JSON of a page table's row holds: every event column but the row's own key columns.
+_PAGE_JSON_FIELDS = frozenset(EVENT_COLUMNS) - {"event_id", "occurred_at", "producer_id", "producer_seq"}
 
 
 def _time_limit(timeout_s: float | None) -> dict[str, Any] | None:
