@@ -238,19 +238,24 @@ def test_keys_verify_tamper_and_retention_from_the_command_line(tmp_path, events
     assert res.returncode == 0, res.stdout
     assert json.loads(res.stdout.decode().splitlines()[0])["sealed_events"] == 50
     # tamper from another process with write access to the store
-    victim = jsonl(run("query", "events", "--data-dir", str(data), "--format", "json", env=env))[12]["event_id"]
+    stored = jsonl(run("query", "events", "--data-dir", str(data), "--format", "json", env=env))
+    victim, hidden = stored[12]["event_id"], stored[30]["event_id"]
     script = (
         "from trail.storage.store import open_store\n"
         "from trail.integrity import drill\n"
         f"s = open_store('chdb://{data / 'store'}')\n"
         f"drill.modify_field(s, {victim!r})\n"
+        f"drill.delete_copy(s, {hidden!r}, 'pages_by_subject')\n"
         "s.close()\n"
     )
     assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120).returncode == 0
     res = run("verify", "--data-dir", str(data), "--format", "json", env=env)
     assert res.returncode == 1
     findings = jsonl(res)[1:]
-    assert [(f["kind"], f["event_id"]) for f in findings] == [("modified", victim)]
+    assert [(f["kind"], f["event_id"]) for f in findings] == [("modified", victim), ("copy_missing", hidden)]
+    res = run("verify", "--data-dir", str(data), env=env)
+    assert res.returncode == 1 and b"copy_missing" in res.stdout and b"pages_by_subject lacks" in res.stdout
+    assert b"rows of the lookup copies compared with events" in res.stdout
     # a key that did not sign the checkpoints: every checkpoint is reported as forged
     from trail.integrity.keys import generate
 

@@ -448,7 +448,8 @@ def verify(
         click.echo(
             f"{state}: {summary['events_checked']} events checked, {summary['sealed_events']} sealed by "
             f"{summary['checkpoints_checked']} checkpoints, {summary['unsealed_events']} not yet sealed, "
-            f"{summary['expired_events']} expired by retention"
+            f"{summary['expired_events']} expired by retention; "
+            f"{summary.get('copy_rows_checked', 0)} rows of the lookup copies compared with events"
         )
     sys.exit(0 if summary["intact"] else 1)
 
