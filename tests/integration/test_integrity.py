@@ -252,11 +252,12 @@ def _refs_of(trail: Trail, event_id: str) -> list[str]:
 
 
 def test_copy_check_in_several_passes_and_since(trail, monkeypatch):
-    """Compared in slices of a few rows, a clean store stays clean and a change is still found;
-    `--since N` compares the copies of the events from checkpoint N on."""
+    """Compared in slices of a few rows and row by row a few at a time, a clean store stays clean
+    and changes are still found; `--since N` compares the copies of the events from checkpoint N on."""
     import trail.integrity.verify as verify_module
 
-    monkeypatch.setattr(verify_module, "COPY_ROWS_PER_PASS", 37)
+    monkeypatch.setattr(verify_module, "COPY_ROWS_PER_SLICE", 7)
+    monkeypatch.setattr(verify_module, "COPY_ROWS_PER_PASS", 5)
     clean = trail.verify()
     assert clean.intact and clean.copy_rows_checked == sum(
         int(trail.store.query(f"SELECT count() AS n FROM {{db}}.{t}")[0]["n"])
@@ -274,14 +275,21 @@ def test_copy_difference_gone_on_the_second_read_is_not_reported(trail, monkeypa
     is read again before it is reported; if both sides then agree, nothing is reported."""
     from trail.storage import integrity as sql
 
-    real = sql.copy_mismatch_ids
+    real_digests, real_ids = sql.copy_digests, sql.copy_mismatch_ids
     in_flight = trail.events["alpha"][7]["event_id"]
+    calls: list[str] = []
+
+    def first_digests(*args: Any, **kw: Any) -> dict[int, tuple[int, int]]:
+        return {0: (1, 0), **real_digests(*args, **kw)}  # as if slice 0 had differed
 
     def first_read(*args: Any, **kw: Any) -> list[str]:
-        return [*real(*args, **kw), in_flight]
+        calls.append("read")
+        return [*real_ids(*args, **kw), in_flight]
 
+    monkeypatch.setattr(sql, "copy_digests", first_digests)
     monkeypatch.setattr(sql, "copy_mismatch_ids", first_read)
     assert trail.verify().intact
+    assert calls  # the row-by-row read ran and named the event; the second read cleared it
     drill.delete_copy(trail.store, in_flight, "pages_by_actor")
     assert _found(trail.verify()) == {("copy_missing", in_flight)}
 
@@ -303,3 +311,32 @@ def test_copies_of_odd_text_verify_clean(tmp_path, store):
     assert report.copy_rows_checked >= 2 * len(odd)
     drill.modify_copy(store, rec.events[3]["event_id"], "pages_by_subject")
     assert _found(t.verify()) == {("copy_modified", rec.events[3]["event_id"])}
+
+
+def test_a_redelivery_merged_in_events_but_not_in_a_copy_is_no_finding(trail):
+    """An exact redelivery is two equal rows in events and in each copy until merges collapse
+    them, and merges run on each table on their own: that is not a difference."""
+    again = trail.events["beta"][:30]
+    trail.store.insert_events(again)
+    assert trail.verify().intact
+    trail.store.command("OPTIMIZE TABLE {db}.events FINAL")
+    report = trail.verify()
+    assert report.intact, [f.as_dict() for f in report.findings]
+    drill.delete_copy(trail.store, again[4]["event_id"], "pages_by_actor")  # both of its rows
+    assert _found(trail.verify()) == {("copy_missing", again[4]["event_id"])}
+
+
+def test_many_differences_are_listed_up_to_a_limit_then_counted(trail, monkeypatch):
+    import trail.integrity.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "MAX_COPY_FINDINGS", 2)
+    gone = [e["event_id"] for e in trail.events["alpha"][50:55]]
+    for eid in gone:
+        drill.delete_copy(trail.store, eid, "pages_by_actor")
+    report = trail.verify()
+    listed = [f for f in report.findings if f.event_id]
+    assert (
+        len(listed) == 2 and {f.kind for f in listed} == {"copy_missing"} and {f.event_id for f in listed} < set(gone)
+    )
+    [rest] = [f for f in report.findings if not f.event_id]
+    assert "3 more events of pages_by_actor differ" in rest.detail and not report.intact

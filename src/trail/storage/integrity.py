@@ -276,6 +276,7 @@ _COPY_VIEW = re.compile(
     re.S,
 )
 _DROPPED_TABLE = re.compile(r"^DROP TABLE IF EXISTS \{db\}\.(?P<table>\w+)$")
+_FROM_EVENTS = "FROM {db}.events"
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,10 @@ class EventCopy:
     table: str
     select: str  # the view's SELECT over {db}.events
 
+    def made_from(self, events: str) -> str:
+        """The view's SELECT run over ``events`` (a table or subquery of event rows) instead."""
+        return self.select.replace(_FROM_EVENTS, f"FROM {events}", 1)
+
 
 def event_copies() -> list[EventCopy]:
     """The copies of ``events`` the schema keeps (the page tables), each with its view's SELECT as
@@ -293,58 +298,86 @@ def event_copies() -> list[EventCopy]:
     copies: dict[str, str] = {}
     for migration in load_migrations():
         for statement in statements(migration.sql):
-            if m := _COPY_VIEW.match(statement):
+            if (m := _COPY_VIEW.match(statement)) and m["select"].count(_FROM_EVENTS) == 1:
                 copies[m["table"]] = m["select"]
             elif m := _DROPPED_TABLE.match(statement):
                 copies.pop(m["table"], None)
     return [EventCopy(table, select) for table, select in sorted(copies.items())]
 
 
-def copy_columns(store: Store, copy: EventCopy) -> list[str]:
-    """The copy's columns, in its own order (the view's SELECT names the same ones)."""
-    return [str(r["name"]) for r in store.query(f"DESCRIBE TABLE {{db}}.{copy.table}")]
+@dataclass(frozen=True)
+class CopyScan:
+    """How one verification compares a copy: its columns and a secret key.
+
+    A row's fingerprint is the SHA-256 of all its columns in RowBinary (lengths before values, so
+    no two rows encode alike), keyed with SipHash and ``key``, fresh and random for each run: nobody
+    who can write to the store can make a changed row, or a changed set of rows, add up to the
+    original's fingerprints. (SipHash over the columns themselves took twice as long.)"""
+
+    copy: EventCopy
+    columns: tuple[str, ...]
+    key: tuple[int, int]
+
+    @classmethod
+    def of(cls, store: Store, copy: EventCopy, key: tuple[int, int]) -> CopyScan:
+        rows = store.query(f"DESCRIBE TABLE {{db}}.{copy.table}")
+        return cls(copy, tuple(str(r["name"]) for r in rows), key)
+
+    def fingerprint(self, bits: int) -> str:
+        k0, k1 = self.key
+        row = f"formatRowNoNewline('RowBinary', {', '.join(self.columns)})"
+        return f"sipHash{bits}Keyed((toUInt64({int(k0)}), toUInt64({int(k1)})), SHA256({row}))"
+
+    def sides(self, source: ScanSource, where: str, bits: int) -> str:
+        """Every row of the copy (side 1) and every row its view makes of the events in scope
+        (side 2) that satisfy ``where`` (on event columns), with their fingerprints."""
+        fp, key = self.fingerprint(bits), "event_id, producer_id, producer_seq"
+        events = f"(SELECT * FROM {source.sql} WHERE {where})"
+        return (
+            f"SELECT {fp} AS fp, {key}, toUInt8(1) AS side FROM {source.restrict(f'{{db}}.{self.copy.table}')} "
+            f"WHERE {where} "
+            f"UNION ALL SELECT {fp} AS fp, {key}, toUInt8(2) AS side FROM ({self.copy.made_from(events)})"
+        )
 
 
-def copy_size(store: Store, copy: EventCopy) -> int:
-    rows = store.query(f"SELECT count() AS n FROM {{db}}.{copy.table}")
+def copy_digests(store: Store, scan: CopyScan, source: ScanSource, buckets: int) -> dict[int, tuple[int, int]]:
+    """Per slice of the events (``cityHash64(event_id) % buckets``) whose two sides differ: the
+    rows of the copy and of the rebuilt side. One pass; each side of a slice is the sum of its
+    rows' fingerprints, so the memory is the number of slices, not of rows."""
+    rows = store.query(
+        "SELECT b, sumIf(d, side = 1) AS copy_d, sumIf(d, side = 2) AS made_d, sumIf(n, side = 1) AS copy_n, "
+        "sumIf(n, side = 2) AS made_n FROM (SELECT cityHash64(event_id) % {buckets:UInt64} AS b, side, "
+        f"count() AS n, sum(fp) AS d FROM ({scan.sides(source, '1', 64)}) GROUP BY b, side) "
+        "GROUP BY b HAVING copy_d != made_d OR copy_n != made_n",
+        {"buckets": buckets},
+    )
+    return {int(r["b"]): (int(r["copy_n"]), int(r["made_n"])) for r in rows}
+
+
+def copy_rows(store: Store, scan: CopyScan) -> int:
+    rows = store.query(f"SELECT count() AS n FROM {{db}}.{scan.copy.table}")
     return int(rows[0]["n"]) if rows else 0
 
 
-def _copy_sides(copy: EventCopy, columns: Sequence[str], source: ScanSource, where: str) -> str:
-    """Every row of the copy (side 1) and every row its view makes of the events in scope (side 2),
-    each as a fingerprint of all its columns."""
-    fingerprint = f"sipHash128({', '.join(columns)})"
-    key = ", ".join(["event_id", "producer_id", "producer_seq"])
-    return (
-        f"SELECT {fingerprint} AS fp, {key}, toUInt8(1) AS side FROM {source.restrict(f'{{db}}.{copy.table}')} "
-        f"WHERE {where} "
-        f"UNION ALL SELECT {fingerprint} AS fp, {key}, toUInt8(2) AS side FROM {source.restrict(f'({copy.select})')} "
-        f"WHERE {where}"
-    )
-
-
-def copy_mismatch_ids(
-    store: Store, copy: EventCopy, columns: Sequence[str], source: ScanSource, part: int, parts: int
-) -> list[str]:
-    """Event ids (one per fingerprint) of rows found on one side only, for the ``part``-th of
-    ``parts`` slices of the events (by event id, so each slice's set fits in memory)."""
-    where = f"cityHash64(event_id) % {int(parts)} = {int(part)}"
+def copy_mismatch_ids(store: Store, scan: CopyScan, source: ScanSource, buckets: Sequence[int], of: int) -> list[str]:
+    """Event ids (one per fingerprint) of rows found on one side only, in these slices."""
+    where = f"cityHash64(event_id) % {int(of)} IN ({', '.join(str(int(b)) for b in buckets)})"
     rows = store.query(
-        f"SELECT toString(any(event_id)) AS e FROM ({_copy_sides(copy, columns, source, where)}) "
+        f"SELECT toString(any(event_id)) AS e FROM ({scan.sides(source, where, 128)}) "
         "GROUP BY fp HAVING groupBitOr(side) != 3"
     )
     return [str(r["e"]) for r in rows]
 
 
 def copy_mismatches(
-    store: Store, copy: EventCopy, columns: Sequence[str], source: ScanSource, event_ids: Sequence[str]
+    store: Store, scan: CopyScan, source: ScanSource, event_ids: Sequence[str]
 ) -> list[tuple[int, str, str, int]]:
     """``(side, event_id, producer, seq)`` of these events' rows found on one side only: 1, in the
     copy but made by no stored event; 2, made from a stored event but absent from the copy."""
-    where = "toString(event_id) IN {ids:Array(String)}"
+    where = "event_id IN (SELECT toUUID(arrayJoin({ids:Array(String)})))"
     rows = store.query(
         "SELECT groupBitOr(side) AS sides, toString(any(event_id)) AS e, any(producer_id) AS p, "
-        f"any(producer_seq) AS s FROM ({_copy_sides(copy, columns, source, where)}) "
+        f"any(producer_seq) AS s FROM ({scan.sides(source, where, 128)}) "
         "GROUP BY fp HAVING sides != 3 ORDER BY p, s, e, sides",
         {"ids": list(event_ids)},
     )
