@@ -444,7 +444,7 @@ class Store:
             doc = orjson.loads(row["event"])
         except orjson.JSONDecodeError:
             doc = None
-        if not isinstance(doc, dict) or not doc.keys() >= _PAGE_JSON_FIELDS:
+        if not isinstance(doc, dict) or not doc.keys() >= PAGE_JSON_FIELDS:
             rows = self.query(
                 f"SELECT {_SELECT} FROM {{db}}.events WHERE event_id = {{id:UUID}} AND producer_id = {{p:String}} "
                 "AND producer_seq = {s:UInt64} LIMIT 1",
@@ -564,7 +564,7 @@ def open_store(dsn: str, database: str = "trail", *, migrate: bool = True, clust
 
 
 #: What the JSON of a page table's row holds: every event column but the row's own key columns.
-_PAGE_JSON_FIELDS = frozenset(EVENT_COLUMNS) - {"event_id", "occurred_at", "producer_id", "producer_seq"}
+PAGE_JSON_FIELDS = frozenset(EVENT_COLUMNS) - {"event_id", "occurred_at", "producer_id", "producer_seq"}
 
 
 def _time_limit(timeout_s: float | None) -> dict[str, Any] | None:
