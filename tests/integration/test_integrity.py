@@ -340,3 +340,33 @@ def test_many_differences_are_listed_up_to_a_limit_then_counted(trail, monkeypat
     )
     [rest] = [f for f in report.findings if not f.event_id]
     assert "3 more events of pages_by_actor differ" in rest.detail and not report.intact
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "DROP TABLE {db}.pages_by_actor",
+        "ALTER TABLE {db}.pages_by_subject DROP COLUMN outcome",
+        "ALTER TABLE {db}.pages_by_subject ADD COLUMN note String DEFAULT ''",
+        "ALTER TABLE {db}.pages_by_actor MODIFY COLUMN action String",
+    ],
+)
+def test_a_copy_gone_or_reshaped_is_a_finding_not_a_crash(trail, change):
+    """Whoever can drop or alter a copy gets a finding that names it; the other copy and the
+    chains are still checked."""
+    table = "pages_by_actor" if "pages_by_actor" in change else "pages_by_subject"
+    other = "pages_by_subject" if table == "pages_by_actor" else "pages_by_actor"
+    drill.delete_copy(trail.store, trail.events["alpha"][9]["event_id"], other)
+    drill.modify_field(trail.store, trail.events["beta"][2]["event_id"])
+    trail.store.command(change)
+    report = trail.verify()
+    kinds = sorted((f.kind, f.event_id) for f in report.findings)
+    assert kinds == sorted(
+        [
+            ("copy_differs", ""),
+            ("copy_missing", trail.events["alpha"][9]["event_id"]),
+            ("modified", trail.events["beta"][2]["event_id"]),
+        ]
+    ), [f.as_dict() for f in report.findings]
+    [f] = [f for f in report.findings if f.kind == "copy_differs"]
+    assert f.detail.startswith(table) and ("gone" in f.detail or "columns" in f.detail)

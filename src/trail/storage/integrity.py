@@ -319,9 +319,19 @@ class CopyScan:
     key: tuple[int, int]
 
     @classmethod
-    def of(cls, store: Store, copy: EventCopy, key: tuple[int, int]) -> CopyScan:
-        rows = store.query(f"DESCRIBE TABLE {{db}}.{copy.table}")
-        return cls(copy, tuple(str(r["name"]) for r in rows), key)
+    def of(cls, store: Store, copy: EventCopy, key: tuple[int, int]) -> CopyScan | str:
+        """The scan, or what makes the copy impossible to compare: the table is gone, or its
+        columns are not those its view makes (names and types, in order)."""
+        exists = store.query(
+            "SELECT count() AS n FROM system.tables WHERE database = '{db}' AND name = {t:String}", {"t": copy.table}
+        )
+        if not exists or not int(exists[0]["n"]):
+            return f"{copy.table} is gone from the store"
+        have = [(str(r["name"]), str(r["type"])) for r in store.query(f"DESCRIBE TABLE {{db}}.{copy.table}")]
+        want = [(str(r["name"]), str(r["type"])) for r in store.query(f"DESCRIBE ({copy.select})")]
+        if have != want:
+            return f"{copy.table}'s columns are not those its view makes from events: {_shape_change(have, want)}"
+        return cls(copy, tuple(name for name, _ in have), key)
 
     def fingerprint(self, bits: int) -> str:
         k0, k1 = self.key
@@ -338,6 +348,15 @@ class CopyScan:
             f"WHERE {where} "
             f"UNION ALL SELECT {fp} AS fp, {key}, toUInt8(2) AS side FROM ({self.copy.made_from(events)})"
         )
+
+
+def _shape_change(have: list[tuple[str, str]], want: list[tuple[str, str]]) -> str:
+    extra = [n for n, _ in have if n not in dict(want)]
+    lacking = [n for n, _ in want if n not in dict(have)]
+    retyped = [n for n, t in have if n in dict(want) and dict(want)[n] != t]
+    parts = [f"{label} {', '.join(names)}" for label, names in
+             (("extra", extra), ("missing", lacking), ("retyped", retyped)) if names]  # fmt: skip
+    return "; ".join(parts) or "the order differs"
 
 
 def copy_digests(store: Store, scan: CopyScan, source: ScanSource, buckets: int) -> dict[int, tuple[int, int]]:
