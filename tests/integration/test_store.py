@@ -214,28 +214,11 @@ def test_every_filter_reads_the_page_tables_as_it_reads_events(tmp_path, store):
             assert got == want and got, (key, f)
 
 
-def test_a_page_row_whose_json_does_not_parse_is_read_whole_from_events(tmp_path, store):
-    """A page table's row whose event text is not valid JSON (stored some other way than trail's
-    writer) costs that row a read of events, not the page: every event comes back whole."""
-    _, events = _events(tmp_path, 40)
-    store.insert_events(events)
-    victim = next(e for e in events if e["actor"]["id"] == "E1001")
-    store.command(
-        'ALTER TABLE {db}.pages_by_actor UPDATE event = \'{"actor_kind": "sta\' WHERE event_id = {id:UUID} '
-        "SETTINGS mutations_sync = 2",
-        {"id": victim["event_id"]},
-    )
-    broken = store.query("SELECT event FROM {db}.pages_by_actor WHERE event_id = {id:UUID}", {"id": victim["event_id"]})
-    assert broken and not broken[0]["event"].endswith("}")
-    found = store.find_events(actor_id="E1001", limit=1000)
-    assert victim["event_id"] in {e["event_id"] for e in found}
-    assert found == [store.find_events_by_id(e["event_id"])[0] for e in found]
-
-
-@pytest.mark.parametrize("text", ["[1]", "{}", '"text"', "null", '{"actor_kind": "staff"}'])
+@pytest.mark.parametrize("text", ['{"actor_kind": "sta', "[1]", "{}", '"text"', "null", '{"actor_kind": "staff"}'])
 def test_a_page_row_whose_json_is_not_an_event_is_read_whole_from_events(tmp_path, store, text):
-    """JSON that parses but is not the event object a view writes (a list, a string, an object with
-    fields missing) is treated as unreadable too: the page still shows the event whole."""
+    """A page table's row whose event text is not the JSON object a view writes (text that does
+    not parse, a list, a string, an object with fields missing: stored some other way than
+    trail's writer) costs that row a read of events, not the page: every event comes back whole."""
     _, events = _events(tmp_path, 30)
     store.insert_events(events)
     victim = next(e for e in events if e["actor"]["id"] == "E1002")
@@ -244,6 +227,8 @@ def test_a_page_row_whose_json_is_not_an_event_is_read_whole_from_events(tmp_pat
         "SETTINGS mutations_sync = 2",
         {"t": text, "id": victim["event_id"]},
     )
+    stored = store.query("SELECT event FROM {db}.pages_by_actor WHERE event_id = {id:UUID}", {"id": victim["event_id"]})
+    assert [r["event"] for r in stored] == [text]
     found = store.find_events(actor_id="E1002", limit=1000)
     assert victim["event_id"] in {e["event_id"] for e in found}
     assert found == [store.find_events_by_id(e["event_id"])[0] for e in found]
