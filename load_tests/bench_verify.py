@@ -3,8 +3,10 @@
 Generates a realistic trail straight inside chDB (N/rounds producers, each a hash chain of
 `rounds` events, hashes computed with the canonical encoding), spot-checks a sample of those
 hashes against the Python SDK's encoding, seals it with the real sealer into signed
-checkpoints, then times a full verify, an incremental verify (--since the last checkpoint)
-and a verify after one event was tampered with. Writes load_tests/results/verify.json.
+checkpoints, then times a full verify (and the same without comparing the lookup copies with
+events), an incremental verify (--since the last checkpoint), a verify after one event was
+tampered with and one after a copy row was removed and another changed. Writes
+load_tests/results/verify.json.
 
     .venv/bin/python load_tests/bench_verify.py --events 10000000 --rounds 100
 """
