@@ -214,6 +214,7 @@ def test_demo_runs_green_from_a_fresh_directory(tmp_path):
     assert sent + failed == 2000 and failed <= 5, out
     assert "no gaps" in out
     assert "bulk_export actor E2042 at 03:00 local" in out
+    assert re.search(r"trail verify: intact: .*; [1-9]\d* rows of the lookup copies match the events", out)
     assert "trail verify: intact" in out and "inclusion proof of the bulk export" in out and ": checks" in out
     assert "CUST-" not in out + res.stderr.decode()
     assert "subject report for one customer" in out and "signature checks" in out

@@ -288,7 +288,8 @@ def _integrity(stack: LocalStack, settings: Settings, event_id: str, echo: Any) 
     s = report.summary()
     echo(
         f"  trail verify: {'intact' if report.intact else 'FINDINGS'}: {s['events_checked']} events, "
-        f"{s['sealed_events']} sealed by {s['checkpoints_checked']} signed checkpoint(s) (key {public.key_id})"
+        f"{s['sealed_events']} sealed by {s['checkpoints_checked']} signed checkpoint(s) (key {public.key_id}); "
+        f"{s['copy_rows_checked']} rows of the lookup copies match the events"
     )
     for f in report.findings[:10]:
         echo(f"    {f.kind}: {f.detail} ({f.producer_id} #{f.seq})")
