@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +46,11 @@ from trail.events.model import event_hash
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecord
 from trail.integrity.keys import PublicKey
 from trail.integrity.merkle import MerkleBuilder
+from trail.logging import get_logger
 from trail.storage import integrity as sql
 from trail.storage.store import Store, row_to_event
+
+log = get_logger("trail.verify")
 
 #: A copy's rows per slice of the first pass, which compares a sum per slice and side.
 COPY_ROWS_PER_SLICE = 2_000
@@ -271,10 +275,19 @@ class Verifier:
         if isinstance(scan, str):
             report.add("copy_differs", f"{scan}: it cannot be compared, and lookups through it are not to be trusted")
             return
+        started = time.monotonic()
         size = sql.copy_rows(self.store, scan)
         report.copy_rows_checked += size
         slices = max(1, size // COPY_ROWS_PER_SLICE)
         differing = sql.copy_digests(self.store, scan, source, slices)
+        log.info(
+            "verify.copy_compared",
+            table=copy.table,
+            rows=size,
+            slices=slices,
+            slices_differing=len(differing),
+            seconds=round(time.monotonic() - started, 1),
+        )
         suspects: set[str] = set()
         chunk: list[int] = []
         rows = 0
