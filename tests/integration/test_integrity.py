@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import TRAIL, trail_env
 from tests.factories import event
 from trail.integrity import drill
-from trail.integrity.checkpoint import AppendOnlyLog
+from trail.integrity.checkpoint import AppendOnlyLog, RetentionRecord
 from trail.integrity.keys import generate, load_signing_key, write_keypair
 from trail.integrity.proof import apply_retention, build_proof, check_proof
 from trail.integrity.sealer import Sealer
@@ -370,3 +370,42 @@ def test_a_copy_gone_or_reshaped_is_a_finding_not_a_crash(trail, change):
     ), [f.as_dict() for f in report.findings]
     [f] = [f for f in report.findings if f.kind == "copy_differs"]
     assert f.detail.startswith(table) and ("gone" in f.detail or "columns" in f.detail)
+
+
+def test_a_retention_stopped_between_its_record_and_its_deletions_is_finished_by_the_next(trail, monkeypatch):
+    """Killed after signing its record and deleting part of the ranges, retention left events past
+    their period in the store (verify: inserted in an expired range). The next run deletes them;
+    a retention record nobody signed expires nothing."""
+    from trail.storage import integrity as sql
+
+    real, calls = sql.delete_range, []
+
+    def dies_after_one(*args: Any) -> None:
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(args)
+        real(*args)
+
+    monkeypatch.setattr(sql, "delete_range", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        apply_retention(trail.store, trail.key, trail.log, datetime.now(UTC) + timedelta(seconds=1), "period ended")
+    monkeypatch.setattr(sql, "delete_range", real)
+    left = trail.store.count_events()
+    assert 0 < left < 200
+    assert {f.kind for f in trail.verify().findings} == {"inserted"}
+    # a record in the store that another key signed, naming a newer producer's range, expires nothing
+    more = trail.record("gamma", 12)
+    trail.store_and_seal(more)
+    pid = more[0]["producer"]["id"]
+    forged = RetentionRecord(
+        seq=99, created_at="2026-01-01T00:00:00.000000Z", reason="x", before="2026-01-01T00:00:00.000000Z",
+        checkpoints=({"seq": 3, "hash": "", "root": "", "count": 12,
+                      "ranges": [{"producer": pid, "first": 1, "last": 12, "tip": ""}]},),
+        key_id="other",
+    ).signed(generate())  # fmt: skip
+    sql.insert_retention_record(trail.store, 99, forged.hash, forged.created_at, json.dumps(forged.record()))
+    assert apply_retention(trail.store, trail.key, trail.log, datetime.now(UTC) - timedelta(days=1), "x") is None
+    assert trail.store.count_events() == 12  # the interrupted run's leftovers went, nothing else
+    report = trail.verify()
+    assert report.expired_events == 200 and report.sealed_events == 12
+    assert [f.detail for f in report.findings] == ["retention record 99 does not verify with the public key"]

@@ -18,7 +18,10 @@ from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecor
 from trail.integrity.keys import PublicKey, SigningKey
 from trail.integrity.merkle import inclusion_path, verify_inclusion
 from trail.storage import integrity as sql
+from trail.logging import get_logger
 from trail.storage.store import Store
+
+log = get_logger("trail.retention")
 
 PROOF_TYPE = "trail.proof/v1"
 
@@ -83,10 +86,35 @@ def check_proof(doc: dict[str, Any], public: PublicKey) -> list[str]:
     return problems
 
 
+def resume_retention(store: Store, public: PublicKey) -> int:
+    """Delete what retention records signed with this key expired but the store still holds (a
+    record someone else wrote into the store expires nothing); the number of ranges done."""
+    ranges: list[tuple[str, int, int]] = []
+    for text in sql.retention_records(store):
+        try:
+            rec = RetentionRecord.from_record(json.loads(text))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if rec.signature_ok(public):
+            ranges += [
+                (str(r["producer"]), int(r["first"]), int(r["last"])) for c in rec.checkpoints for r in c["ranges"]
+            ]
+    left = sql.ranges_with_events(store, ranges)
+    for producer, first, last in left:
+        sql.delete_range(store, producer, first, last)
+    if left:
+        log.warning("retention.resumed", ranges=len(left), reason="an earlier retention stopped before its deletions")
+    return len(left)
+
+
 def apply_retention(
     store: Store, key: SigningKey, log_file: AppendOnlyLog, before: datetime, reason: str
 ) -> RetentionRecord | None:
-    """Remove every event of the checkpoints sealed before ``before``, whole, and sign a record of it."""
+    """Remove every event of the checkpoints sealed before ``before``, whole, and sign a record of it.
+
+    First it finishes what an earlier run recorded but did not delete (stopped between its record
+    and the last deletion): those events are past their retention and verify reports them."""
+    resume_retention(store, key.public)
     done = {int(c["seq"]) for record in sql.retention_records(store) for c in json.loads(record)["checkpoints"]}
     cps = [Checkpoint.from_record(json.loads(r)) for r in sql.checkpoints_created_before(store, before)]
     cps = [c for c in cps if c.seq not in done]

@@ -194,6 +194,24 @@ def delete_range(store: Store, producer_id: str, first: int, last: int) -> None:
     store.command(f"ALTER TABLE {{db}}.events DELETE WHERE {cond} SETTINGS mutations_sync = 2", params)
 
 
+def ranges_with_events(store: Store, ranges: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Which of these ``(producer, first, last)`` ranges still hold a row in events."""
+    if not ranges:
+        return []
+    table = f"retention_ranges_{uuid.uuid4().hex[:8]}"
+    store.command(f"CREATE TABLE {{db}}.{table} (producer_id String, a UInt64, b UInt64) ENGINE = Memory")
+    try:
+        store.insert_rows(table, ["producer_id", "a", "b"], [list(r) for r in ranges])
+        rows = store.query(
+            f"SELECT DISTINCT r.producer_id AS p, r.a AS a, r.b AS b FROM {{db}}.events AS e "
+            f"INNER JOIN {{db}}.{table} AS r ON e.producer_id = r.producer_id "
+            "WHERE e.producer_seq BETWEEN r.a AND r.b"
+        )
+    finally:
+        store.command(f"DROP TABLE IF EXISTS {{db}}.{table}")
+    return sorted((str(r["p"]), int(r["a"]), int(r["b"])) for r in rows)
+
+
 # ------------------------------------------------------------------ verification scans
 @dataclass
 class ScanSource:
