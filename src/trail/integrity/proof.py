@@ -17,8 +17,8 @@ from trail.events.model import event_hash, format_timestamp
 from trail.integrity.checkpoint import AppendOnlyLog, Checkpoint, RetentionRecord
 from trail.integrity.keys import PublicKey, SigningKey
 from trail.integrity.merkle import inclusion_path, verify_inclusion
-from trail.storage import integrity as sql
 from trail.logging import get_logger
+from trail.storage import integrity as sql
 from trail.storage.store import Store
 
 log = get_logger("trail.retention")
