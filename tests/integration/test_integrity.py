@@ -409,3 +409,7 @@ def test_a_retention_stopped_between_its_record_and_its_deletions_is_finished_by
     report = trail.verify()
     assert report.expired_events == 200 and report.sealed_events == 12
     assert [f.detail for f in report.findings] == ["retention record 99 does not verify with the public key"]
+    # nor does it keep the checkpoint it names from expiring when its time comes
+    rec = apply_retention(trail.store, trail.key, trail.log, datetime.now(UTC) + timedelta(seconds=1), "ended")
+    assert rec is not None and [c["seq"] for c in rec.checkpoints] == [3]
+    assert trail.store.count_events() == 0

@@ -86,19 +86,28 @@ def check_proof(doc: dict[str, Any], public: PublicKey) -> list[str]:
     return problems
 
 
-def resume_retention(store: Store, public: PublicKey) -> int:
-    """Delete what retention records signed with this key expired but the store still holds (a
-    record someone else wrote into the store expires nothing); the number of ranges done."""
-    ranges: list[tuple[str, int, int]] = []
+def signed_retention_records(store: Store, public: PublicKey) -> list[RetentionRecord]:
+    """The retention records in the store that this key signed (others are verify's findings)."""
+    out = []
     for text in sql.retention_records(store):
         try:
             rec = RetentionRecord.from_record(json.loads(text))
         except (ValueError, KeyError, TypeError):
             continue
         if rec.signature_ok(public):
-            ranges += [
-                (str(r["producer"]), int(r["first"]), int(r["last"])) for c in rec.checkpoints for r in c["ranges"]
-            ]
+            out.append(rec)
+    return out
+
+
+def resume_retention(store: Store, public: PublicKey) -> int:
+    """Delete what retention records signed with this key expired but the store still holds (a
+    record someone else wrote into the store expires nothing); the number of ranges done."""
+    ranges = [
+        (str(r["producer"]), int(r["first"]), int(r["last"]))
+        for rec in signed_retention_records(store, public)
+        for c in rec.checkpoints
+        for r in c["ranges"]
+    ]
     left = sql.ranges_with_events(store, ranges)
     for producer, first, last in left:
         sql.delete_range(store, producer, first, last)
@@ -115,7 +124,7 @@ def apply_retention(
     First it finishes what an earlier run recorded but did not delete (stopped between its record
     and the last deletion): those events are past their retention and verify reports them."""
     resume_retention(store, key.public)
-    done = {int(c["seq"]) for record in sql.retention_records(store) for c in json.loads(record)["checkpoints"]}
+    done = {int(c["seq"]) for rec in signed_retention_records(store, key.public) for c in rec.checkpoints}
     cps = [Checkpoint.from_record(json.loads(r)) for r in sql.checkpoints_created_before(store, before)]
     cps = [c for c in cps if c.seq not in done]
     if not cps:
