@@ -682,3 +682,33 @@ def test_canonical_bytes_match_the_standard_library_encoding() -> None:
         doc = {"z": text, "a": [text, 0, 10**12], "m": {text or "k": text, "b": ""}, "n": {}}
         expected = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
         assert canonical_bytes(doc) == expected, repr(text)
+
+
+def test_event_ids_are_written_as_uuid_writes_them() -> None:
+    """The hand-made text of a UUIDv7 is exactly the standard form, across many ids."""
+    from trail.events.model import new_event_id
+
+    for _ in range(2_000):
+        text = new_event_id()
+        assert text == str(uuid.UUID(text)) and len(text) == 36
+
+
+def test_a_filled_occurred_at_is_now_in_the_wire_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """occurred_at filled by validation is the current time as format_timestamp writes it, also
+    across a change of second, minute and year, and for the first and last microsecond."""
+    from trail.events import model
+
+    before = datetime.now(UTC)
+    ev = validate_input(event())
+    after = datetime.now(UTC)
+    assert ev["occurred_at"] == model.format_timestamp(model.parse_timestamp("occurred_at", ev["occurred_at"]))
+    assert before <= model.parse_timestamp("occurred_at", ev["occurred_at"]) <= after
+    for instant in (
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2027, 1, 1, 0, 0, 0, 0, tzinfo=UTC),
+        datetime(2027, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 6, 1, 12, 30, 0, 500000, tzinfo=UTC),
+    ):
+        ns = (int(instant.timestamp()) * 1_000_000 + instant.microsecond) * 1000
+        monkeypatch.setattr(model.time, "time_ns", lambda ns=ns: ns)
+        assert model.now_timestamp() == model.format_timestamp(instant)

@@ -408,7 +408,22 @@ def new_event_id() -> str:
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
     value |= 0x2 << 62  # RFC 4122 variant
     value |= rand & 0x3FFFFFFFFFFFFFFF  # rand_b, 62 bits
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # as str(uuid.UUID(int=value)), without building the object
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def now_timestamp() -> str:
+    """The current time as :func:`format_timestamp` writes it; the text of the second is made
+    once a second (a ``datetime`` per event cost a tenth of ``record()``'s validation)."""
+    global _second
+    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).replace(tzinfo=None).isoformat(timespec="seconds"))
+    return f"{cached[1]}.{us:06d}Z"
 
 
 def format_timestamp(dt: datetime) -> str:
@@ -536,7 +551,7 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str], policy: Policy
     ev["event_id"] = new_event_id() if event_id is None else _event_id(event_id)
     occurred = raw.get("occurred_at")
     if occurred is None:
-        ev["occurred_at"] = format_timestamp(datetime.now(UTC))
+        ev["occurred_at"] = now_timestamp()
     else:
         ev["occurred_at"] = _normalise_timestamp("occurred_at", occurred)
         _check_clock(ev["occurred_at"], policy)
