@@ -126,6 +126,16 @@ def test_different_key_gives_different_ref() -> None:
     assert Pseudonymiser(KEY).ref("SUBJ-TEST-0001") != Pseudonymiser(OTHER_KEY).ref("SUBJ-TEST-0001")
 
 
+@pytest.mark.parametrize("size", [32, 63, 64, 65, 200])
+def test_ref_is_hmac_sha256_for_keys_of_any_length(size: int) -> None:
+    """Keys longer than SHA-256's 64-byte block are hashed first, as RFC 2104 says; ids of any
+    script and length give what the standard library's HMAC gives."""
+    key = bytes((i * 37 + size) % 256 for i in range(size))
+    p = Pseudonymiser(key)
+    for sid in ("SUBJ-TEST-0001", "", "客户-0001", "x" * 1000, "\U0001f600"):
+        assert p.ref(sid) == hmac.new(key, sid.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def test_ref_is_keyed_hmac_sha256_hex() -> None:
     """A reference is the 64 lowercase hex digits of HMAC-SHA256(key, id)."""
     ref = Pseudonymiser(KEY).ref("SUBJ-TEST-0001")

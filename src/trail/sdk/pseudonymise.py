@@ -8,7 +8,6 @@ identifying data separately, de-identify what is kept).
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable
 
 from trail.errors import ConfigError
@@ -16,20 +15,30 @@ from trail.errors import ConfigError
 MIN_KEY_BYTES = 32
 
 
-class Pseudonymiser:
-    """Maps a raw subject id to its 64-hex reference. Thread-safe and allocation-light."""
+_BLOCK = 64  # SHA-256's block size
 
-    __slots__ = ("_inner",)
+
+class Pseudonymiser:
+    """Maps a raw subject id to its 64-hex reference. Thread-safe and allocation-light.
+
+    HMAC-SHA256 (RFC 2104) from the two SHA-256 states of the padded key, each computed once:
+    ``hmac.HMAC.copy()`` per id cost three times as much (it copies in Python)."""
+
+    __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(f"subject key: must be at least {MIN_KEY_BYTES} bytes")
-        self._inner = hmac.new(key, digestmod=hashlib.sha256)
+        block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def ref(self, subject_id: str) -> str:
-        h = self._inner.copy()
-        h.update(subject_id.encode("utf-8"))
-        return h.hexdigest()
+        inner = self._inner.copy()
+        inner.update(subject_id.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def refs(self, subject_ids: Iterable[str]) -> list[str]:
         """References in first-seen order, duplicates removed."""
