@@ -366,7 +366,9 @@ def _object(field: str, value: object, spec: Mapping[str, bool], limit: int = MA
             raise ValidationError(f"{field}.{printable_key(key)}", f"unknown field; allowed: {', '.join(spec)}")
         if val is None and not spec[key]:
             continue
-        out[key] = _text(f"{field}.{key}", val, limit)
+        if val.__class__ is not str or not val or len(val) > limit:
+            _text(f"{field}.{key}", val, limit)  # raises, naming the field (built only then)
+        out[key] = val
     for key, required in spec.items():
         if required and key not in out:
             raise ValidationError(f"{field}.{key}", "is required")
@@ -569,7 +571,8 @@ def _validate_common(raw: Mapping[str, Any], top: frozenset[str], policy: Policy
         raise ValidationError("data_categories", "must name at least one category (use 'other' if none fits)")
     seen: list[str] = []
     for i, cat in enumerate(cats):
-        _enum(f"data_categories[{i}]", cat, _CATEGORIES, DATA_CATEGORIES)
+        if cat.__class__ is not str or cat not in _CATEGORIES:
+            _enum(f"data_categories[{i}]", cat, _CATEGORIES, DATA_CATEGORIES)  # raises, naming the item
         if cat not in seen:
             seen.append(cat)
     ev["data_categories"] = seen
