@@ -424,7 +424,8 @@ def keys_init(ctx: click.Context, data_dir: Path | None, force: bool) -> None:
 def verify(
     ctx: click.Context, data_dir: Path | None, since: int | None, strict: bool, public_key: str | None, fmt: str
 ) -> None:
-    """Recompute every hash, chain and checkpoint; exit 1 and list what was tampered with."""
+    """Recompute every hash, chain and checkpoint, and compare the lookup copies with the events;
+    exit 1 and list what was tampered with."""
     settings = _apply_data_dir(ctx, data_dir)
     from trail.integrity.keys import load_public_key
 
