@@ -12,11 +12,11 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from trail.config import Settings
-from trail.errors import SpoolFullError, ValidationError
+from trail.errors import Conflict, SpoolFullError, ValidationError
 from trail.events.intake import parse_line
 from trail.events.model import parse_timestamp
 from trail.ingest.progress import lost_tails, read_claims
@@ -260,6 +260,8 @@ class StoreBackend:
         self.seal = seal
         self._extra_health = extra_health
         self._emit_lock = threading.Lock()
+        self._verifying = threading.Lock()  # one verification at a time: each is a full scan
+        self._verifying_since = ""
 
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "store": self.store.ping()}
@@ -349,14 +351,21 @@ class StoreBackend:
             text = public_key.strip()
             if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
                 raise ValidationError("public_key", "the public key's 64 hex characters (not a file name)")
-        if self.seal is not None:
-            self.seal()  # seal what is stored so far, so the report covers it
-        report = Verifier(
-            self.store,
-            load_public_key(public_key or s.public_key_path),
-            AppendOnlyLog(s.checkpoint_log_path),
-            strict=strict,
-        ).run(since)
+        public = load_public_key(public_key or s.public_key_path)
+        # A verification scans the whole trail (minutes at 100 M events): a second one asked for
+        # meanwhile (a retry after a proxy's timeout, a second click) would only double the load.
+        if not self._verifying.acquire(blocking=False):
+            raise Conflict(
+                f"a verification has been running since {self._verifying_since}; wait for its result "
+                "(the console shows the last verification) and ask again"
+            )
+        try:
+            self._verifying_since = datetime.now(UTC).isoformat(timespec="seconds")
+            if self.seal is not None:
+                self.seal()  # seal what is stored so far, so the report covers it
+            report = Verifier(self.store, public, AppendOnlyLog(s.checkpoint_log_path), strict=strict).run(since)
+        finally:
+            self._verifying.release()
         return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
 
     def proof(self, event_id: str) -> dict[str, Any]:
