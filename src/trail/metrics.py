@@ -108,6 +108,29 @@ SEALER_LEADING: Final = Gauge(
     registry=REGISTRY,
 )
 
+VERIFICATIONS: Final = Counter(
+    "trail_verifications_total",
+    "Verifications this process ran (API, console, compliance report), by result: intact or findings.",
+    ["result"],
+    registry=REGISTRY,
+)
+VERIFY_FINDINGS: Final = Gauge(
+    "trail_verify_findings",
+    "Findings of this process's last verification, by kind (every kind 0 when the trail was intact).",
+    ["kind"],
+    registry=REGISTRY,
+)
+VERIFY_LAST_RUN: Final = Gauge(
+    "trail_verify_last_run_timestamp_seconds",
+    "When this process's last verification finished (Unix time); alert when it grows old.",
+    registry=REGISTRY,
+)
+VERIFY_SECONDS: Final = Gauge(
+    "trail_verify_last_duration_seconds",
+    "How long this process's last verification took.",
+    registry=REGISTRY,
+)
+
 #: Gauges read at scrape time: name -> (help, labels).
 WATCHED: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "trail_incidents_open": ("Incidents not yet closed, by grade.", ("grade",)),

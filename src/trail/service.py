@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from trail import metrics
 from trail.config import Settings
 from trail.errors import Conflict, SpoolFullError, ValidationError
 from trail.events.intake import parse_line
@@ -24,7 +26,7 @@ from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof
 from trail.integrity.sealer import make_sealer
-from trail.integrity.verify import Verifier
+from trail.integrity.verify import FINDING_KINDS, Verifier
 from trail.sdk import policy_for
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
@@ -361,9 +363,11 @@ class StoreBackend:
             )
         try:
             self._verifying_since = datetime.now(UTC).isoformat(timespec="seconds")
+            started = time.monotonic()
             if self.seal is not None:
                 self.seal()  # seal what is stored so far, so the report covers it
             report = Verifier(self.store, public, AppendOnlyLog(s.checkpoint_log_path), strict=strict).run(since)
+            _count_verification(report, time.monotonic() - started)
         finally:
             self._verifying.release()
         return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
@@ -383,6 +387,15 @@ class StoreBackend:
             reason,
         )
         return {"applied": rec is not None, "record": rec.record() if rec else None}
+
+
+def _count_verification(report: Any, seconds: float) -> None:
+    kinds = report.summary()["findings"]
+    metrics.VERIFICATIONS.labels(result="intact" if report.intact else "findings").inc()
+    for kind in FINDING_KINDS:
+        metrics.VERIFY_FINDINGS.labels(kind=kind).set(kinds.get(kind, 0))
+    metrics.VERIFY_LAST_RUN.set_to_current_time()
+    metrics.VERIFY_SECONDS.set(seconds)
 
 
 def direct_backend(settings: Settings, service: str = "trail-cli") -> StoreBackend:

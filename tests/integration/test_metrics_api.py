@@ -3,6 +3,7 @@ reports open incidents by grade from the real incident store."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.access_fixtures import Api, make_api
+from tests.factories import event
 from trail.storage.store import Store
 
 pytestmark = [pytest.mark.clickhouse]
@@ -67,3 +69,36 @@ def test_the_spool_of_the_api_clients_is_reported(api: Api) -> None:
     services = {line.split('service="', 1)[1].split('"', 1)[0] for line in text.splitlines()
                 if line.startswith("trail_spool_bytes{")}  # fmt: skip
     assert services, text
+
+
+def _plain(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_verification_counts_its_result_and_its_findings_by_kind(api: Api) -> None:
+    """After each verification: the count by result, every kind's findings (0 when intact), when
+    it finished and how long it took; so Prometheus can alert on findings and on a stale check."""
+    from trail.integrity import drill
+
+    before = api.client.get("/metrics").text
+    assert api.client.get("/v1/verify", headers=api.as_("auditor")).json()["summary"]["intact"]
+    after = api.client.get("/metrics").text
+    assert _value(after, "trail_verifications_total", result="intact") == (
+        _value(before, "trail_verifications_total", result="intact") + 1
+    )
+    assert _value(after, "trail_verify_findings", kind="copy_missing") == 0
+    assert 'trail_verify_findings{kind="reordered"} 0.0' in after
+    assert _plain(after, "trail_verify_last_run_timestamp_seconds") > 1.7e9
+    assert _plain(after, "trail_verify_last_duration_seconds") > 0
+    body = b"\n".join(json.dumps(event(i)).encode() for i in range(5))
+    assert api.client.post("/v1/events", content=body, headers=api.as_("service")).status_code == 200
+    events = api.client.get("/v1/events?limit=10", headers=api.as_("analyst")).json()["events"]
+    assert events
+    drill.delete_copy(api.store, events[0]["event_id"], "pages_by_actor")
+    assert not api.client.get("/v1/verify", headers=api.as_("auditor")).json()["summary"]["intact"]
+    text = api.client.get("/metrics").text
+    assert _value(text, "trail_verify_findings", kind="copy_missing") == 1
+    assert _value(text, "trail_verifications_total", result="findings") >= 1

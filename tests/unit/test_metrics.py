@@ -60,3 +60,18 @@ def test_only_declared_gauges_can_be_watched() -> None:
 )
 def test_dead_letter_reasons_become_bounded_labels(reason: str, label: str) -> None:
     assert reason_label(reason) == label
+
+
+def test_every_finding_kind_verify_can_report_has_its_gauge_series() -> None:
+    """The findings gauge sets each kind in FINDING_KINDS: a kind verify reports but the list
+    lacks would never show in the metrics (read from verify's source, every ``report.add``)."""
+    import inspect
+    import re
+
+    from trail.integrity import verify
+
+    source = inspect.getsource(verify)
+    emitted = set(re.findall(r'report\.add\(\s*"([a-z_]+)"', source))
+    emitted |= set(re.findall(r'\bkind(?:, detail)? = "([a-z_]+)"', source))
+    assert emitted >= {"modified", "deleted", "inserted", "reordered", "copy_missing", "copy_differs"}
+    assert emitted == set(verify.FINDING_KINDS)

@@ -52,6 +52,20 @@ from trail.storage.store import Store, row_to_event
 
 log = get_logger("trail.verify")
 
+#: Every kind of finding, as ``Finding.kind`` names them.
+FINDING_KINDS: tuple[str, ...] = (
+    "modified",
+    "deleted",
+    "inserted",
+    "reordered",
+    "checkpoint_missing",
+    "checkpoint_forged",
+    "copy_modified",
+    "copy_inserted",
+    "copy_missing",
+    "copy_differs",
+)
+
 #: A copy's rows per slice of the first pass, which compares a sum per slice and side.
 COPY_ROWS_PER_SLICE = 2_000
 #: Rows compared one by one in one pass over the slices that differ (their fingerprints are held).
