@@ -104,6 +104,7 @@ class Settings:
     checkpoint_key_file: Path | None = None
     checkpoint_seconds: float = 10.0
     sealer_stall_warn: float = 300.0  # seconds
+    verify_every: float = 0.0  # seconds between the API process's own verifications; 0: never
     timezone: str = "Asia/Shanghai"
     rules_file: Path | None = None
     approved_jobs: str = ""
@@ -249,7 +250,7 @@ _FLOAT = {
     "sql_timeout",
 }
 _BOOL = {"refuse_personal_data"}
-_DURATION = {"max_clock_skew", "sealer_stall_warn"}
+_DURATION = {"max_clock_skew", "sealer_stall_warn", "verify_every"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _UNITS = {"s": 1, "m": 60, "h": 3600}

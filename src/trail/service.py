@@ -18,7 +18,7 @@ from typing import Any
 
 from trail import metrics
 from trail.config import Settings
-from trail.errors import Conflict, SpoolFullError, ValidationError
+from trail.errors import Conflict, SpoolFullError, TrailError, ValidationError
 from trail.events.intake import parse_line
 from trail.events.model import parse_timestamp
 from trail.ingest.progress import lost_tails, read_claims
@@ -27,11 +27,14 @@ from trail.integrity.keys import checkpoint_signing_key, load_public_key
 from trail.integrity.proof import apply_retention, build_proof
 from trail.integrity.sealer import make_sealer
 from trail.integrity.verify import FINDING_KINDS, Verifier
+from trail.logging import get_logger
 from trail.sdk import policy_for
 from trail.sdk.client import Client
 from trail.sdk.transport import CallbackTransport
 from trail.storage.store import Gap, Store, open_store
 from trail.storage.writer import store_writer as store_writer
+
+log = get_logger("trail.service")
 
 MAX_ERRORS_REPORTED = 1000
 #: The source service of the access log's events: analysts' views leave them out; auditors read them.
@@ -446,12 +449,63 @@ class ApiServices:
     alerts: Any  # trail.detect.review.Alerts: read from the store, reviews published to trail.alerts
     incidents: Any = None  # trail.incidents.commands.LocalIncidents
     bootstrap: str | None = None  # the broker (the delivery audit events of notices the console sends)
+    scheduled: PeriodicVerification | None = None  # TRAIL_VERIFY_EVERY
 
     def close(self) -> None:
+        if self.scheduled is not None:
+            self.scheduled.stop()
         self.recorder.client.close(timeout=10)
         self.backend.client.close(timeout=10)
         self.sql.close()
         self.access.close()
+
+
+class PeriodicVerification:
+    """A full verification every ``every`` seconds in a thread of the API's process
+    (``TRAIL_VERIFY_EVERY``): its result goes to the log (``verify.findings`` at error level) and
+    to the metrics (``trail_verify_findings``, ``trail_verify_last_run_timestamp_seconds``), so a
+    tampered trail is noticed without anyone asking. One asked for through the API meanwhile is
+    refused (409) rather than run beside it; a scheduled run that finds one running skips its turn."""
+
+    def __init__(self, backend: StoreBackend, every: float) -> None:
+        self.backend = backend
+        self.every = every
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trail-verify", daemon=True)
+
+    def start(self) -> PeriodicVerification:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.run_once()
+
+    def run_once(self) -> None:
+        try:
+            out = self.backend.verify(None, False)
+        except Conflict:
+            log.info("verify.scheduled_skipped", reason="a verification asked for through the API is running")
+            return
+        except TrailError as exc:  # a store outage, a missing key: the next turn tries again
+            log.error("verify.scheduled_failed", error=type(exc).__name__, reason=str(exc)[:500])
+            return
+        except Exception:  # a bug must not end the schedule silently
+            log.exception("verify.scheduled_failed", internal=True)
+            return
+        finally:
+            self.runs += 1
+        summary = out["summary"]
+        if summary["intact"]:
+            log.info("verify.intact", events=summary["events_checked"], copy_rows=summary["copy_rows_checked"])
+        else:
+            log.error("verify.findings", findings=summary["findings"], events=summary["events_checked"])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
 
 def build_api_services(
@@ -514,4 +568,5 @@ def build_api_services(
         alerts=SplitAlerts(StoreAlerts(store), TopicAlerts(bootstrap, settings.topic("alerts"), options=options)),
         incidents=incidents,
         bootstrap=None if transport else bootstrap,
+        scheduled=PeriodicVerification(backend, settings.verify_every).start() if settings.verify_every > 0 else None,
     )

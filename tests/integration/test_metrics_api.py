@@ -3,10 +3,12 @@ reports open incidents by grade from the real incident store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +104,64 @@ def test_a_verification_counts_its_result_and_its_findings_by_kind(api: Api) -> 
     text = api.client.get("/metrics").text
     assert _value(text, "trail_verify_findings", kind="copy_missing") == 1
     assert _value(text, "trail_verifications_total", result="findings") >= 1
+
+
+def test_a_scheduled_verification_runs_unasked_and_reports_findings(tmp_path: Path, store: Store) -> None:
+    """With TRAIL_VERIFY_EVERY the API's process verifies by itself: the metrics and the log show
+    each run, a change to the trail becomes a finding at the next run, and closing stops it."""
+    import time
+
+    from trail.integrity import drill
+    from trail.testing import capture_logs
+
+    gen = make_api(tmp_path, store, TRAIL_VERIFY_EVERY="0.2")
+    api = next(gen)
+    try:
+        body = b"\n".join(json.dumps(event(i)).encode() for i in range(5))
+        assert api.client.post("/v1/events", content=body, headers=api.as_("service")).status_code == 200
+        scheduled = api.services.scheduled
+        assert scheduled is not None
+        victim = api.client.get("/v1/events?limit=1", headers=api.as_("analyst")).json()["events"][0]["event_id"]
+        with capture_logs("info") as logs:
+            runs = scheduled.runs
+            deadline = time.monotonic() + 30
+            while scheduled.runs < runs + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            drill.delete_copy(api.store, victim, "pages_by_subject")
+            runs = scheduled.runs
+            while scheduled.runs < runs + 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+        assert any(x["event"] == "verify.intact" for x in lines)
+        found = [x for x in lines if x["event"] == "verify.findings"]
+        assert found and found[-1]["findings"] == {"copy_missing": 1} and found[-1]["level"] == "error"
+        text = api.client.get("/metrics").text
+        assert _value(text, "trail_verify_findings", kind="copy_missing") == 1
+    finally:
+        api.services.close()
+        with contextlib.suppress(StopIteration):
+            next(gen)
+    stopped = scheduled.runs
+    time.sleep(0.5)
+    assert scheduled.runs == stopped  # closing the services stopped the schedule
+
+
+def test_a_scheduled_run_survives_a_failing_store_and_skips_its_turn_when_one_runs() -> None:
+    """Pure logic, a stand-in backend: a store error is logged and the next turn tries again;
+    a verification already running (409) makes the turn a skip."""
+    from trail.errors import Conflict, StoreError
+    from trail.service import PeriodicVerification
+    from trail.testing import capture_logs
+
+    class Backend:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def verify(self, since: Any, strict: bool) -> dict[str, Any]:
+            raise self.exc
+
+    with capture_logs("info") as logs:
+        PeriodicVerification(Backend(StoreError("store down")), 60).run_once()  # type: ignore[arg-type]
+        PeriodicVerification(Backend(Conflict("running")), 60).run_once()  # type: ignore[arg-type]
+    events = [json.loads(line)["event"] for line in logs.getvalue().splitlines() if line.startswith("{")]
+    assert events == ["verify.scheduled_failed", "verify.scheduled_skipped"]

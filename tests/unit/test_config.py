@@ -105,6 +105,8 @@ def test_toml_top_level_table_is_accepted(tmp_path: Path) -> None:
         pytest.param({"TRAIL_SINK_BATCH_SECONDS": "-1"}, "TRAIL_SINK_BATCH_SECONDS", id="seconds-negative"),
         pytest.param({"TRAIL_SEALER_STALL_WARN": "0"}, "TRAIL_SEALER_STALL_WARN", id="stall-warn-zero"),
         pytest.param({"TRAIL_SEALER_STALL_WARN": "soon"}, "TRAIL_SEALER_STALL_WARN", id="stall-warn-text"),
+        pytest.param({"TRAIL_VERIFY_EVERY": "-1h"}, "TRAIL_VERIFY_EVERY", id="verify-every-negative"),
+        pytest.param({"TRAIL_VERIFY_EVERY": "daily"}, "TRAIL_VERIFY_EVERY", id="verify-every-text"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -117,6 +119,12 @@ def test_sealer_stall_warning_takes_a_duration() -> None:
     assert load({}).sealer_stall_warn == 300.0
     assert load({"TRAIL_SEALER_STALL_WARN": "2m"}).sealer_stall_warn == 120.0
     assert load({"TRAIL_SEALER_STALL_WARN": "45"}).sealer_stall_warn == 45.0
+
+
+def test_scheduled_verification_is_off_unless_given_a_duration() -> None:
+    assert load({}).verify_every == 0.0
+    assert load({"TRAIL_VERIFY_EVERY": "24h"}).verify_every == 86400.0
+    assert load({"TRAIL_VERIFY_EVERY": "0"}).verify_every == 0.0
 
 
 def test_bad_override_names_the_flag() -> None:
