@@ -413,3 +413,34 @@ def test_a_retention_stopped_between_its_record_and_its_deletions_is_finished_by
     rec = apply_retention(trail.store, trail.key, trail.log, datetime.now(UTC) + timedelta(seconds=1), "ended")
     assert rec is not None and [c["seq"] for c in rec.checkpoints] == [3]
     assert trail.store.count_events() == 0
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "output_format_json_escape_forward_slashes = 0",
+        "output_format_json_quote_64bit_integers = 1",
+        "output_format_json_map_as_array_of_tuples = 1",
+    ],
+)
+def test_the_copies_do_not_depend_on_the_sessions_json_settings(tmp_path, store, setting):
+    """The JSON of the copies is written and rebuilt with the same pinned settings, so a server
+    default that changes between insert and verify (an upgrade, a profile) is no finding."""
+    t = Trail(tmp_path, store)
+    rec = RecordingTransport()
+    c = test_client(tmp_path / "json", rec, service="json")
+    for i in range(5):
+        c.record(**event(i, target={"system": "crm", "dataset": "a/b", "resource": "/v1/x"}, record_count=3))
+    assert c.close()
+    t.store_and_seal(rec.events)
+    assert t.verify().intact
+    store.command(f"SET {setting}")
+    try:
+        report = t.verify()
+        assert report.intact, [f.as_dict() for f in report.findings]
+        more = t.record("json2", 3)  # inserted under the changed default, verified under it too
+        t.store_and_seal(more)
+        store.command(f"SET {setting.rsplit('=', 1)[0]} = DEFAULT")
+        assert t.verify().intact
+    finally:
+        store.command(f"SET {setting.rsplit('=', 1)[0]} = DEFAULT")

@@ -15,7 +15,7 @@ from typing import Any
 
 from trail.errors import StoreError
 from trail.storage.schema import load_migrations, statements
-from trail.storage.store import EVENT_COLUMNS, Store
+from trail.storage.store import EVENT_COLUMNS, PAGE_JSON_SETTINGS, Store
 
 CHECKPOINT_COLUMNS = ["seq", "hash", "prev", "created_at", "count", "root", "key_id", "signature", "record"]
 RANGE_COLUMNS = ["checkpoint_seq", "producer_id", "first_seq", "last_seq", "tip_hash"]
@@ -295,6 +295,8 @@ _COPY_VIEW = re.compile(
 )
 _DROPPED_TABLE = re.compile(r"^DROP TABLE IF EXISTS \{db\}\.(?P<table>\w+)$")
 _FROM_EVENTS = "FROM {db}.events"
+#: The views' JSON settings, for the queries that rebuild the copies.
+_COPY_SETTINGS = " SETTINGS " + ", ".join(f"{k} = {int(v)}" for k, v in PAGE_JSON_SETTINGS.items())
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,7 @@ def copy_digests(store: Store, scan: CopyScan, source: ScanSource, buckets: int)
         "SELECT b, sumIf(d, side = 1) AS copy_d, sumIf(d, side = 2) AS made_d, sumIf(n, side = 1) AS copy_n, "
         "sumIf(n, side = 2) AS made_n FROM (SELECT cityHash64(event_id) % {buckets:UInt64} AS b, side, "
         f"count() AS n, sum(fp) AS d FROM ({scan.sides(source, '1', 64)}) GROUP BY b, side) "
-        "GROUP BY b HAVING copy_d != made_d OR copy_n != made_n",
+        "GROUP BY b HAVING copy_d != made_d OR copy_n != made_n" + _COPY_SETTINGS,
         {"buckets": buckets},
     )
     return {int(r["b"]): (int(r["copy_n"]), int(r["made_n"])) for r in rows}
@@ -401,7 +403,7 @@ def copy_mismatch_ids(store: Store, scan: CopyScan, source: ScanSource, buckets:
     where = f"cityHash64(event_id) % {int(of)} IN ({', '.join(str(int(b)) for b in buckets)})"
     rows = store.query(
         f"SELECT toString(any(event_id)) AS e FROM ({scan.sides(source, where, 128)}) "
-        "GROUP BY fp HAVING groupBitOr(side) != 3"
+        "GROUP BY fp HAVING groupBitOr(side) != 3" + _COPY_SETTINGS
     )
     return [str(r["e"]) for r in rows]
 
@@ -415,7 +417,7 @@ def copy_mismatches(
     rows = store.query(
         "SELECT groupBitOr(side) AS sides, toString(any(event_id)) AS e, any(producer_id) AS p, "
         f"any(producer_seq) AS s FROM ({scan.sides(source, where, 128)}) "
-        "GROUP BY fp HAVING sides != 3 ORDER BY p, s, e, sides",
+        "GROUP BY fp HAVING sides != 3 ORDER BY p, s, e, sides" + _COPY_SETTINGS,
         {"ids": list(event_ids)},
     )
     return [(int(r["sides"]), str(r["e"]), str(r["p"]), int(r["s"])) for r in rows]

@@ -344,7 +344,7 @@ class Store:
                     # Rows of one insert are not de-duplicated at insert (what a ReplacingMergeTree
                     # does by default): every read shows one row per event anyway, merges collapse
                     # exact copies, and the sort it saves is a fifth of an insert's time.
-                    settings={"optimize_on_insert": 0, **(_time_limit(timeout_s) or {})},
+                    settings={"optimize_on_insert": 0, **PAGE_JSON_SETTINGS, **(_time_limit(timeout_s) or {})},
                 )
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"insert of {len(rows)} events failed: {_short(exc)}") from None
@@ -562,6 +562,21 @@ def open_store(dsn: str, database: str = "trail", *, migrate: bool = True, clust
         store.migrate()
     return store
 
+
+#: How the page tables' views write an event's JSON, pinned for every insert into events and for
+#: verify's rebuild of the copies: a server default that changes (an upgrade, a profile) would
+#: otherwise make the rebuilt JSON differ from the stored one. The values are ClickHouse 26's
+#: defaults, with which the copies were first written.
+PAGE_JSON_SETTINGS: dict[str, int] = {
+    "output_format_json_escape_forward_slashes": 1,
+    "output_format_json_quote_64bit_integers": 0,
+    "output_format_json_quote_64bit_floats": 0,
+    "output_format_json_quote_decimals": 0,
+    "output_format_json_quote_denormals": 0,
+    "output_format_json_map_as_array_of_tuples": 0,
+    "output_format_json_named_tuples_as_objects": 1,
+    "output_format_json_validate_utf8": 0,
+}
 
 #: What the JSON of a page table's row holds: every event column but the row's own key columns.
 PAGE_JSON_FIELDS = frozenset(EVENT_COLUMNS) - {"event_id", "occurred_at", "producer_id", "producer_seq"}
