@@ -379,18 +379,22 @@ def _shape_change(have: list[tuple[str, str]], want: list[tuple[str, str]]) -> s
     return "; ".join(parts) or "the order differs"
 
 
-def copy_digests(store: Store, scan: CopyScan, source: ScanSource, buckets: int) -> dict[int, tuple[int, int]]:
+def copy_digests(
+    store: Store, scan: CopyScan, source: ScanSource, buckets: int
+) -> tuple[dict[int, tuple[int, int]], int]:
     """Per slice of the events (``cityHash64(event_id) % buckets``) whose two sides differ: the
-    rows of the copy and of the rebuilt side. One pass; each side of a slice is the sum of its
-    rows' fingerprints, so the memory is the number of slices, not of rows."""
+    rows of the copy and of the rebuilt side; and the copy's rows compared. One pass; each side of
+    a slice is the sum of its rows' fingerprints, so the memory is the number of slices, not of rows."""
     rows = store.query(
-        "SELECT b, sumIf(d, side = 1) AS copy_d, sumIf(d, side = 2) AS made_d, sumIf(n, side = 1) AS copy_n, "
-        "sumIf(n, side = 2) AS made_n FROM (SELECT cityHash64(event_id) % {buckets:UInt64} AS b, side, "
+        "SELECT b, sumIf(d, side = 1) != sumIf(d, side = 2) OR sumIf(n, side = 1) != sumIf(n, side = 2) AS differs, "
+        "sumIf(n, side = 1) AS copy_n, sumIf(n, side = 2) AS made_n "
+        "FROM (SELECT cityHash64(event_id) % {buckets:UInt64} AS b, side, "
         f"count() AS n, sum(fp) AS d FROM ({scan.sides(source, '1', 64)}) GROUP BY b, side) "
-        "GROUP BY b HAVING copy_d != made_d OR copy_n != made_n" + _COPY_SETTINGS,
+        "GROUP BY b" + _COPY_SETTINGS,
         {"buckets": buckets},
     )
-    return {int(r["b"]): (int(r["copy_n"]), int(r["made_n"])) for r in rows}
+    differing = {int(r["b"]): (int(r["copy_n"]), int(r["made_n"])) for r in rows if r["differs"]}
+    return differing, sum(int(r["copy_n"]) for r in rows)
 
 
 def copy_rows(store: Store, scan: CopyScan) -> int:
