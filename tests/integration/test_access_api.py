@@ -202,36 +202,36 @@ def test_access_log_events_are_sealed_and_verify(fresh: Api) -> None:
     assert huge.status_code == 400 and huge.json().get("field") == "since", huge.text
 
 
-def test_a_second_verification_while_one_runs_is_refused_with_409(fresh: Api, monkeypatch) -> None:
+def test_a_second_verification_while_one_runs_is_refused_with_409(fresh: Api) -> None:
     """Each verification scans the whole trail: one asked for while another runs (a retry after a
     proxy gave up, a second click) gets 409 saying since when, not a second scan; afterwards a
     verification runs again."""
     import threading
 
-    from trail.integrity import verify as verify_module
-
     api, started, release = fresh, threading.Event(), threading.Event()
-    real_run = verify_module.Verifier.run
+    backend = api.services.backend
+    real_seal = backend.seal
 
-    def slow_run(self, since=None):  # the first verification, held mid-scan
+    def held_seal() -> None:  # the first verification, held at its start (sealing what is stored)
         started.set()
         assert release.wait(30)
-        return real_run(self, since)
+        real_seal()
 
-    monkeypatch.setattr(verify_module.Verifier, "run", slow_run)
+    backend.seal = held_seal
     first: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: first.update(res=api.client.get("/v1/verify", headers=api.as_("auditor"))))
     runner.start()
     try:
         assert started.wait(30)
+        backend.seal = real_seal  # the next verification would seal at once
         second = api.client.get("/v1/verify", headers=api.as_("auditor"))
         assert second.status_code == 409, second.text
         assert "a verification has been running since" in second.json()["error"]
     finally:
         release.set()
         runner.join(60)
+        backend.seal = real_seal
     assert first["res"].status_code == 200 and first["res"].json()["summary"]["intact"]
-    monkeypatch.setattr(verify_module.Verifier, "run", real_run)
     assert api.client.get("/v1/verify", headers=api.as_("auditor")).status_code == 200
 
 

@@ -251,14 +251,11 @@ def _refs_of(trail: Trail, event_id: str) -> list[str]:
     return [str(r["subject_ref"]) for r in rows]
 
 
-def test_copy_check_in_several_passes_and_since(trail, monkeypatch):
+def test_copy_check_in_several_passes_and_since(trail):
     """Compared in slices of a few rows and row by row a few at a time, a clean store stays clean
     and changes are still found; `--since N` compares the copies of the events from checkpoint N on."""
-    import trail.integrity.verify as verify_module
-
-    monkeypatch.setattr(verify_module, "COPY_ROWS_PER_SLICE", 7)
-    monkeypatch.setattr(verify_module, "COPY_ROWS_PER_PASS", 5)
-    clean = trail.verify()
+    small = {"rows_per_slice": 7, "rows_per_pass": 5}
+    clean = trail.verify(**small)
     assert clean.intact and clean.copy_rows_checked == sum(
         int(trail.store.query(f"SELECT count() AS n FROM {{db}}.{t}")[0]["n"])
         for t in ("pages_by_subject", "pages_by_actor")
@@ -266,33 +263,42 @@ def test_copy_check_in_several_passes_and_since(trail, monkeypatch):
     old, new = trail.events["alpha"][3]["event_id"], trail.events["alpha"][100]["event_id"]  # sealed in 1 and 2
     drill.modify_copy(trail.store, old, "pages_by_actor")
     drill.delete_copy(trail.store, new, "pages_by_subject")
-    assert _found(trail.verify()) == {("copy_modified", old), ("copy_missing", new)}
-    since = trail.verify(since=2)
+    assert _found(trail.verify(**small)) == {("copy_modified", old), ("copy_missing", new)}
+    since = trail.verify(since=2, **small)
     assert _found(since) == {("copy_missing", new)}
     assert 0 < since.copy_rows_checked < clean.copy_rows_checked  # the rows in scope, not the tables
 
 
-def test_copy_difference_gone_on_the_second_read_is_not_reported(trail, monkeypatch):
+class WriteBetweenReads:
+    """The real store, where a sink's write lands between verify's first row-by-row read of the
+    copies and its second: the copy rows of ``event_id`` that were missing are written then."""
+
+    def __init__(self, store: Store, event_id: str) -> None:
+        self._store, self._event_id, self.reads = store, event_id, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def query(self, sql_text: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        rows = self._store.query(sql_text, parameters)
+        if "HAVING groupBitOr(side) != 3" in sql_text and not self.reads:
+            self.reads += 1
+            from trail.storage import integrity as sql
+
+            [copy] = [c for c in sql.event_copies() if c.table == "pages_by_actor"]
+            made = copy.made_from("(SELECT * FROM {db}.events WHERE event_id = {id:UUID})")
+            self._store.command(f"INSERT INTO {{db}}.pages_by_actor {made}", {"id": self._event_id})
+        return rows
+
+
+def test_copy_difference_gone_on_the_second_read_is_not_reported(trail):
     """A row seen on one side only in the first read (an insert half-written while verify read)
     is read again before it is reported; if both sides then agree, nothing is reported."""
-    from trail.storage import integrity as sql
-
-    real_digests, real_ids = sql.copy_digests, sql.copy_mismatch_ids
     in_flight = trail.events["alpha"][7]["event_id"]
-    calls: list[str] = []
-
-    def first_digests(*args: Any, **kw: Any) -> tuple[dict[int, tuple[int, int]], int]:
-        differing, compared = real_digests(*args, **kw)
-        return {0: (1, 0), **differing}, compared  # as if slice 0 had differed
-
-    def first_read(*args: Any, **kw: Any) -> list[str]:
-        calls.append("read")
-        return [*real_ids(*args, **kw), in_flight]
-
-    monkeypatch.setattr(sql, "copy_digests", first_digests)
-    monkeypatch.setattr(sql, "copy_mismatch_ids", first_read)
-    assert trail.verify().intact
-    assert calls  # the row-by-row read ran and named the event; the second read cleared it
+    drill.delete_copy(trail.store, in_flight, "pages_by_actor")  # the copy's rows not written yet
+    store = WriteBetweenReads(trail.store, in_flight)
+    assert Verifier(store, trail.key.public, trail.log).run().intact  # type: ignore[arg-type]
+    assert store.reads  # the row-by-row read ran and named the event; the second read cleared it
     drill.delete_copy(trail.store, in_flight, "pages_by_actor")
     assert _found(trail.verify()) == {("copy_missing", in_flight)}
 
@@ -329,14 +335,11 @@ def test_a_redelivery_merged_in_events_but_not_in_a_copy_is_no_finding(trail):
     assert _found(trail.verify()) == {("copy_missing", again[4]["event_id"])}
 
 
-def test_many_differences_are_listed_up_to_a_limit_then_counted(trail, monkeypatch):
-    import trail.integrity.verify as verify_module
-
-    monkeypatch.setattr(verify_module, "MAX_COPY_FINDINGS", 2)
+def test_many_differences_are_listed_up_to_a_limit_then_counted(trail):
     gone = [e["event_id"] for e in trail.events["alpha"][50:55]]
     for eid in gone:
         drill.delete_copy(trail.store, eid, "pages_by_actor")
-    report = trail.verify()
+    report = trail.verify(max_copy_findings=2)
     listed = [f for f in report.findings if f.event_id]
     assert (
         len(listed) == 2 and {f.kind for f in listed} == {"copy_missing"} and {f.event_id for f in listed} < set(gone)
@@ -375,24 +378,33 @@ def test_a_copy_gone_or_reshaped_is_a_finding_not_a_crash(trail, change):
     assert f.detail.startswith(table) and ("gone" in f.detail or "columns" in f.detail)
 
 
-def test_a_retention_stopped_between_its_record_and_its_deletions_is_finished_by_the_next(trail, monkeypatch):
+class KilledAtSecondDeletion:
+    """The real store, for a retention that is killed at its worst moment: its record signed and
+    stored, the first range deleted, the second range's copies deleted and its events not."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.deletions = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def command(self, sql_text: str, parameters: dict[str, Any] | None = None) -> Any:
+        if sql_text.startswith("ALTER TABLE {db}.events DELETE"):
+            self.deletions += 1
+            if self.deletions > 1:
+                raise KeyboardInterrupt("killed")
+        return self._store.command(sql_text, parameters)
+
+
+def test_a_retention_stopped_between_its_record_and_its_deletions_is_finished_by_the_next(trail):
     """Killed after signing its record and deleting part of the ranges, retention left events past
     their period in the store (verify: inserted in an expired range). The next run deletes them;
     a retention record nobody signed expires nothing."""
+    dying = KilledAtSecondDeletion(trail.store)
+    with pytest.raises(KeyboardInterrupt):
+        apply_retention(dying, trail.key, trail.log, datetime.now(UTC) + timedelta(seconds=1), "period ended")  # type: ignore[arg-type]
     from trail.storage import integrity as sql
 
-    real, calls = sql.delete_range, []
-
-    def dies_after_one(*args: Any) -> None:
-        if calls:
-            raise KeyboardInterrupt("killed")
-        calls.append(args)
-        real(*args)
-
-    monkeypatch.setattr(sql, "delete_range", dies_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        apply_retention(trail.store, trail.key, trail.log, datetime.now(UTC) + timedelta(seconds=1), "period ended")
-    monkeypatch.setattr(sql, "delete_range", real)
     left = trail.store.count_events()
     assert 0 < left < 200
     assert {f.kind for f in trail.verify().findings} == {"inserted"}

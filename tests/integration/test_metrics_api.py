@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -144,24 +143,3 @@ def test_a_scheduled_verification_runs_unasked_and_reports_findings(tmp_path: Pa
     stopped = scheduled.runs
     time.sleep(0.5)
     assert scheduled.runs == stopped  # closing the services stopped the schedule
-
-
-def test_a_scheduled_run_survives_a_failing_store_and_skips_its_turn_when_one_runs() -> None:
-    """Pure logic, a stand-in backend: a store error is logged and the next turn tries again;
-    a verification already running (409) makes the turn a skip."""
-    from trail.errors import Conflict, StoreError
-    from trail.service import PeriodicVerification
-    from trail.testing import capture_logs
-
-    class Backend:
-        def __init__(self, exc: Exception) -> None:
-            self.exc = exc
-
-        def verify(self, since: Any, strict: bool) -> dict[str, Any]:
-            raise self.exc
-
-    with capture_logs("info") as logs:
-        PeriodicVerification(Backend(StoreError("store down")), 60).run_once()  # type: ignore[arg-type]
-        PeriodicVerification(Backend(Conflict("running")), 60).run_once()  # type: ignore[arg-type]
-    events = [json.loads(line)["event"] for line in logs.getvalue().splitlines() if line.startswith("{")]
-    assert events == ["verify.scheduled_failed", "verify.scheduled_skipped"]

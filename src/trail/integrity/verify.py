@@ -230,12 +230,18 @@ class Verifier:
         *,
         strict: bool = False,
         progress: Callable[[int], None] | None = None,
+        rows_per_slice: int = COPY_ROWS_PER_SLICE,
+        rows_per_pass: int = COPY_ROWS_PER_PASS,
+        max_copy_findings: int = MAX_COPY_FINDINGS,
     ) -> None:
         self.store = store
         self.public = public
         self.log_file = log_file
         self.strict = strict
         self.progress = progress
+        self.rows_per_slice = rows_per_slice
+        self.rows_per_pass = rows_per_pass
+        self.max_copy_findings = max_copy_findings
 
     def run(self, since: int | None = None) -> Report:
         report = Report(since=since)
@@ -291,7 +297,7 @@ class Verifier:
             return
         started = time.monotonic()
         size = sql.copy_rows(self.store, scan)
-        slices = max(1, size // COPY_ROWS_PER_SLICE)
+        slices = max(1, size // self.rows_per_slice)
         differing, compared = sql.copy_digests(self.store, scan, source, slices)
         report.copy_rows_checked += compared
         log.info(
@@ -308,13 +314,13 @@ class Verifier:
         for bucket, (copy_n, made_n) in sorted(differing.items()):
             chunk.append(bucket)
             rows += copy_n + made_n
-            if rows >= COPY_ROWS_PER_PASS:
+            if rows >= self.rows_per_pass:
                 suspects.update(sql.copy_mismatch_ids(self.store, scan, source, chunk, slices))
                 chunk, rows = [], 0
         if chunk:
             suspects.update(sql.copy_mismatch_ids(self.store, scan, source, chunk, slices))
         ordered = sorted(suspects)
-        listed = ordered[:MAX_COPY_FINDINGS]
+        listed = ordered[: self.max_copy_findings]
         by_event: dict[tuple[str, str, int], int] = {}
         for start in range(0, len(listed), 5_000):
             for side, event_id, pid, seq in sql.copy_mismatches(
