@@ -7,8 +7,9 @@ import re
 import pytest
 
 from tests.factories import event, subject
+from trail.errors import StoreError
 from trail.events.model import parse_timestamp
-from trail.storage.store import Store, load_migrations
+from trail.storage.store import EVENT_COLUMNS, Store, event_row, load_migrations, rows_to_columns
 from trail.testing import RecordingTransport, client_ref, test_client
 
 pytestmark = [pytest.mark.clickhouse]
@@ -285,3 +286,57 @@ def test_actor_pages_show_every_event_once_across_replays(tmp_path, store, newes
             after = (parse_timestamp("t", page[-1]["occurred_at"]), page[-1]["event_id"])
         assert len(seen) == len(set(seen)) == len(mine) > 7
         assert set(seen) == {e["event_id"] for e in mine}
+
+
+def test_events_are_stored_as_a_columnar_insert_of_the_same_rows_would_store_them(tmp_path, store):
+    """The events insert sends JSON lines; what it stores equals, byte for byte, what
+    clickhouse-connect's columnar Native insert of the same rows stores (the insert it replaced),
+    over text JSON must escape and the store's first and last instants."""
+    rec = RecordingTransport()
+    c = test_client(tmp_path, rec)
+    for i, text in enumerate(ODD_TEXT):
+        c.record(**event(i, purpose=text[:1024], attributes={text[:40]: text, "ticket": f"T-{i}"}))
+        c.record(**event(i, target={"system": "crm", "resource": text[:256]}))
+    assert c.close()
+    # The sink stores years 1900 to 2299 (the SDK refuses times before 2000): the edges as the
+    # wire spells them.
+    instants = ("1900-01-01T00:00:00.000000Z", "2299-12-31T23:59:59.999999Z", "2024-02-29T23:59:59.000001Z")
+    at = EVENT_COLUMNS.index("occurred_at")
+    rows = [
+        tuple(instants[i % 4] if k == at and i % 4 < 3 else v for k, v in enumerate(event_row(ev)))
+        for i, ev in enumerate(rec.events)
+    ]
+    store.insert_event_rows(rows)
+    oracle = Store(store.dsn, f"{store.db}_native")
+    oracle.migrate()
+    try:
+        oracle._client.insert(
+            f"{oracle.db}.events", rows_to_columns(rows), column_names=list(EVENT_COLUMNS), column_oriented=True
+        )
+        cols = ", ".join(EVENT_COLUMNS)
+        tables = (("events", "event_id"), ("pages_by_subject", "subject_ref, event_id"), ("pages_by_actor", "event_id"))
+        for table, order in tables:
+            what = cols if table == "events" else "*"
+            sql = f"SELECT {what} FROM {{}}.{table} ORDER BY {order} FORMAT RowBinary"
+            ours = store._client.raw_query(sql.format(store.db))
+            theirs = oracle._client.raw_query(sql.format(oracle.db))
+            assert ours and ours == theirs, table
+        assert store.count_events() == len(rows) == 2 * len(ODD_TEXT)
+    finally:
+        oracle.command("DROP DATABASE IF EXISTS {db}")
+
+
+def test_a_failed_events_insert_names_no_stored_value(tmp_path, store):
+    """A row the server cannot parse fails the whole insert (nothing of it is stored), and the
+    error keeps ClickHouse's code and reason but not the text around the failure."""
+    _, events = _events(tmp_path, 2)
+    rec_rows = [list(event_row(ev)) for ev in events]
+    rec_rows[1][EVENT_COLUMNS.index("occurred_at")] = "secret-value-7741 is not a time"
+    with pytest.raises(StoreError) as err:
+        store.insert_event_rows(rec_rows)
+    message = str(err.value)
+    assert "secret-value-7741" not in message
+    assert message == (
+        "insert of 2 events failed: Code: 41. Cannot read DateTime, column occurred_at, row 2 (CANNOT_PARSE_DATETIME)"
+    )
+    assert store.count_events() == 0
