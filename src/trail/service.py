@@ -11,6 +11,7 @@ import dataclasses
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -351,6 +352,14 @@ class StoreBackend:
         self, since: int | None, strict: bool, public_key: str | None = None, *, key_text_only: bool = False
     ) -> dict[str, Any]:
         """``key_text_only`` (the API): ``public_key`` is the key's 64 hex characters, never a file name."""
+        return self.begin_verify(since, strict, public_key, key_text_only=key_text_only)()
+
+    def begin_verify(
+        self, since: int | None, strict: bool, public_key: str | None = None, *, key_text_only: bool = False
+    ) -> Callable[[], dict[str, Any]]:
+        """Check the request and claim this process's one verification now (a bad key is a
+        ValidationError, one already running a Conflict); the verification itself runs when the
+        returned function is called, which must be called exactly once (it releases the claim)."""
         s = self.settings
         if public_key and key_text_only:
             text = public_key.strip()
@@ -362,18 +371,22 @@ class StoreBackend:
         if not self._verifying.acquire(blocking=False):
             raise Conflict(
                 f"a verification has been running since {self._verifying_since}; wait for its result "
-                "(the console shows the last verification) and ask again"
+                "(GET /v1/verifications, or the console's integrity page) and ask again"
             )
-        try:
-            self._verifying_since = datetime.now(UTC).isoformat(timespec="seconds")
-            started = time.monotonic()
-            if self.seal is not None:
-                self.seal()  # seal what is stored so far, so the report covers it
-            report = Verifier(self.store, public, AppendOnlyLog(s.checkpoint_log_path), strict=strict).run(since)
-            _count_verification(report, time.monotonic() - started)
-        finally:
-            self._verifying.release()
-        return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
+        self._verifying_since = datetime.now(UTC).isoformat(timespec="seconds")
+
+        def run() -> dict[str, Any]:
+            try:
+                started = time.monotonic()
+                if self.seal is not None:
+                    self.seal()  # seal what is stored so far, so the report covers it
+                report = Verifier(self.store, public, AppendOnlyLog(s.checkpoint_log_path), strict=strict).run(since)
+                _count_verification(report, time.monotonic() - started)
+            finally:
+                self._verifying.release()
+            return {"summary": report.summary(), "findings": [f.as_dict() for f in report.findings]}
+
+        return run
 
     def proof(self, event_id: str) -> dict[str, Any]:
         if self.seal is not None:
@@ -449,6 +462,7 @@ class ApiServices:
     alerts: Any  # trail.detect.review.Alerts: read from the store, reviews published to trail.alerts
     incidents: Any = None  # trail.incidents.commands.LocalIncidents
     bootstrap: str | None = None  # the broker (the delivery audit events of notices the console sends)
+    verifications: Verifications | None = None  # verifications as jobs (the API and the console)
     scheduled: PeriodicVerification | None = None  # TRAIL_VERIFY_EVERY
 
     def close(self) -> None:
@@ -460,15 +474,123 @@ class ApiServices:
         self.access.close()
 
 
+@dataclass
+class VerificationJob:
+    """One verification run in the background of the API's process."""
+
+    id: str
+    by: str  # the principal who asked, or "schedule"
+    since: int | None
+    strict: bool
+    started_at: str
+    status: str = "running"  # running, done (its result: intact or not), failed (it could not finish)
+    finished_at: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "by": self.by,
+            "since": self.since,
+            "strict": self.strict,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+        if self.result is not None:
+            out.update(self.result)
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+class Verifications:
+    """Verifications as jobs: started by a request that answers at once (``POST
+    /v1/verifications``, the console's "Verify now", the schedule), run in a thread, their
+    status and result read later by id. A full verification takes minutes at 100 M events, longer
+    than a proxy or a browser waits for one answer. One runs at a time per process (the
+    backend's claim); the last ``keep`` are remembered, in this process's memory."""
+
+    def __init__(self, backend: StoreBackend, keep: int = 20) -> None:
+        self.backend = backend
+        self.keep = keep
+        self._jobs: dict[str, VerificationJob] = {}
+        self._lock = threading.Lock()
+
+    def start(
+        self, since: int | None, strict: bool, public_key: str | None = None, *, by: str, key_text_only: bool = True
+    ) -> VerificationJob:
+        """Start one (a ValidationError for a bad request, a Conflict naming the job that runs)."""
+        with self._lock:
+            running = next((j for j in self._jobs.values() if j.status == "running"), None)
+            if running is not None:
+                raise Conflict(
+                    f"verification {running.id} has been running since {running.started_at}; "
+                    f"GET /v1/verifications/{running.id} gives its result when it ends"
+                )
+            run = self.backend.begin_verify(since, strict, public_key, key_text_only=key_text_only)
+            job = VerificationJob(
+                id=uuid.uuid4().hex,
+                by=by,
+                since=since,
+                strict=strict,
+                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+            self._jobs[job.id] = job
+            for old in list(self._jobs)[: max(0, len(self._jobs) - self.keep)]:
+                if self._jobs[old].status != "running":
+                    del self._jobs[old]
+        threading.Thread(target=self._run, args=(job, run), name=f"trail-verify-{job.id[:8]}", daemon=True).start()
+        log.info("verify.started", job=job.id, by=by, since=since)
+        return job
+
+    def _run(self, job: VerificationJob, run: Callable[[], dict[str, Any]]) -> None:
+        try:
+            job.result = run()
+            job.status = "done"
+        except TrailError as exc:  # a store outage, a missing checkpoint log: said, not hidden
+            job.status, job.error = "failed", f"{type(exc).__name__}: {str(exc)[:500]}"
+            log.error("verify.failed", job=job.id, error=type(exc).__name__, reason=str(exc)[:500])
+        except Exception:  # a bug: the job still ends, so nobody waits for ever
+            job.status, job.error = "failed", "internal error (see the API's log)"
+            log.exception("verify.failed", job=job.id, internal=True)
+        finally:
+            job.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+            job.done.set()
+        if job.result is not None:
+            summary = job.result["summary"]
+            if summary["intact"]:
+                log.info("verify.intact", job=job.id, events=summary["events_checked"],
+                         copy_rows=summary["copy_rows_checked"])  # fmt: skip
+            else:
+                log.error("verify.findings", job=job.id, findings=summary["findings"], events=summary["events_checked"])
+
+    def get(self, job_id: str) -> VerificationJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def recent(self) -> list[VerificationJob]:
+        """Newest first."""
+        with self._lock:
+            return list(reversed(self._jobs.values()))
+
+    def latest(self) -> VerificationJob | None:
+        jobs = self.recent()
+        return jobs[0] if jobs else None
+
+
 class PeriodicVerification:
     """A full verification every ``every`` seconds in a thread of the API's process
-    (``TRAIL_VERIFY_EVERY``): its result goes to the log (``verify.findings`` at error level) and
-    to the metrics (``trail_verify_findings``, ``trail_verify_last_run_timestamp_seconds``), so a
-    tampered trail is noticed without anyone asking. One asked for through the API meanwhile is
-    refused (409) rather than run beside it; a scheduled run that finds one running skips its turn."""
+    (``TRAIL_VERIFY_EVERY``), as a job of :class:`Verifications` (``by`` "schedule", listed with
+    the others): its result goes to the log (``verify.findings`` at error level) and to the
+    metrics (``trail_verify_findings``, ``trail_verify_last_run_timestamp_seconds``), so a
+    tampered trail is noticed without anyone asking. A scheduled run that finds another
+    verification running skips its turn."""
 
-    def __init__(self, backend: StoreBackend, every: float) -> None:
-        self.backend = backend
+    def __init__(self, jobs: Verifications, every: float) -> None:
+        self.jobs = jobs
         self.every = every
         self.runs = 0
         self._stop = threading.Event()
@@ -482,25 +604,24 @@ class PeriodicVerification:
         while not self._stop.wait(self.every):
             self.run_once()
 
-    def run_once(self) -> None:
+    def run_once(self) -> VerificationJob | None:
         try:
-            out = self.backend.verify(None, False)
+            job = self.jobs.start(None, False, by="schedule", key_text_only=False)
         except Conflict:
-            log.info("verify.scheduled_skipped", reason="a verification asked for through the API is running")
-            return
-        except TrailError as exc:  # a store outage, a missing key: the next turn tries again
-            log.error("verify.scheduled_failed", error=type(exc).__name__, reason=str(exc)[:500])
-            return
-        except Exception:  # a bug must not end the schedule silently
-            log.exception("verify.scheduled_failed", internal=True)
-            return
-        finally:
+            log.info("verify.scheduled_skipped", reason="another verification is running")
             self.runs += 1
-        summary = out["summary"]
-        if summary["intact"]:
-            log.info("verify.intact", events=summary["events_checked"], copy_rows=summary["copy_rows_checked"])
-        else:
-            log.error("verify.findings", findings=summary["findings"], events=summary["events_checked"])
+            return None
+        except TrailError as exc:  # a missing key: the next turn tries again
+            log.error("verify.scheduled_failed", error=type(exc).__name__, reason=str(exc)[:500])
+            self.runs += 1
+            return None
+        while not job.done.wait(1.0):
+            if self._stop.is_set():
+                return job
+        self.runs += 1
+        if job.status == "failed":
+            log.error("verify.scheduled_failed", job=job.id, reason=job.error)
+        return job
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -553,6 +674,7 @@ def build_api_services(
     )
     backend.incidents = incidents
     holds = incident_holds(incidents.service) if incidents is not None else None
+    jobs = Verifications(backend)
     return ApiServices(
         settings=settings,
         backend=backend,
@@ -568,5 +690,6 @@ def build_api_services(
         alerts=SplitAlerts(StoreAlerts(store), TopicAlerts(bootstrap, settings.topic("alerts"), options=options)),
         incidents=incidents,
         bootstrap=None if transport else bootstrap,
-        scheduled=PeriodicVerification(backend, settings.verify_every).start() if settings.verify_every > 0 else None,
+        verifications=jobs,
+        scheduled=PeriodicVerification(jobs, settings.verify_every).start() if settings.verify_every > 0 else None,
     )

@@ -53,6 +53,9 @@ RBAC: list[tuple[str, str, Any, frozenset[str]]] = [
      frozenset({"responder"})),
     ("GET", "/v1/playbook", None, frozenset({"responder"})),
     ("GET", "/v1/verify", None, frozenset({"auditor"})),
+    ("POST", "/v1/verifications", {}, frozenset({"auditor"})),
+    ("GET", "/v1/verifications", None, frozenset({"auditor"})),
+    ("GET", "/v1/verifications/0123456789abcdef", None, frozenset({"auditor"})),
     ("GET", f"/v1/proof/{ANY_UUID}", None, frozenset({"auditor"})),
     ("GET", "/v1/checkpoints", None, frozenset({"auditor"})),
     ("GET", "/v1/access-log", None, frozenset({"auditor"})),
@@ -233,6 +236,68 @@ def test_a_second_verification_while_one_runs_is_refused_with_409(fresh: Api) ->
         backend.seal = real_seal
     assert first["res"].status_code == 200 and first["res"].json()["summary"]["intact"]
     assert api.client.get("/v1/verify", headers=api.as_("auditor")).status_code == 200
+
+
+def test_a_verification_job_answers_at_once_and_its_result_is_read_by_id(fresh: Api) -> None:
+    """POST /v1/verifications answers 202 with the job's id while the verification is still
+    running (held here at its start); a second one meanwhile is 409 naming the first; the job's
+    page shows running, then done with the same summary /v1/verify gives; ids nobody started are
+    404; the job's reads are in the access log under the auditor."""
+    import threading
+    import time
+
+    api, started, release = fresh, threading.Event(), threading.Event()
+    api.client.get("/v1/counts", headers=api.as_("analyst"))  # something to verify
+    api.access_log()
+    backend = api.services.backend
+    real_seal = backend.seal
+
+    def held_seal() -> None:
+        started.set()
+        assert release.wait(30)
+        real_seal()
+
+    backend.seal = held_seal
+    try:
+        res = api.client.post("/v1/verifications", json={"strict": False}, headers=api.as_("auditor"))
+        assert res.status_code == 202, res.text
+        job = res.json()
+        assert job["status"] == "running" and job["by"] == "auditor" and job["strict"] is False
+        assert res.headers["location"] == f"/v1/verifications/{job['id']}"
+        assert started.wait(30)
+        again = api.client.post("/v1/verifications", headers=api.as_("auditor"))
+        assert again.status_code == 409 and job["id"] in again.json()["error"], again.text
+        sync = api.client.get("/v1/verify", headers=api.as_("auditor"))
+        assert sync.status_code == 409, sync.text  # one verification at a time, whichever way asked
+        assert (
+            api.client.get(f"/v1/verifications/{job['id']}", headers=api.as_("auditor")).json()["status"] == "running"
+        )
+    finally:
+        release.set()
+        backend.seal = real_seal
+    deadline = time.monotonic() + 60
+    while True:
+        shown = api.client.get(f"/v1/verifications/{job['id']}", headers=api.as_("auditor")).json()
+        if shown["status"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert shown["status"] == "done" and shown["finished_at"], shown
+    assert shown["summary"]["intact"] and shown["summary"]["events_checked"] >= 1 and shown["findings"] == [], (
+        json.dumps(shown)
+    )
+    direct = api.client.get("/v1/verify", headers=api.as_("auditor")).json()["summary"]
+    assert direct["intact"] and direct["events_checked"] >= shown["summary"]["events_checked"]
+    listed = api.client.get("/v1/verifications", headers=api.as_("auditor")).json()["verifications"]
+    assert listed[0]["id"] == job["id"] and "findings" not in listed[0] and listed[0]["summary"]["intact"]
+    missing = api.client.get("/v1/verifications/" + "0" * 32, headers=api.as_("auditor"))
+    assert missing.status_code == 404 and "GET /v1/verifications" in missing.json()["error"]
+    bad = api.client.post("/v1/verifications", json={"public_key": "/etc/passwd"}, headers=api.as_("auditor"))
+    assert bad.status_code == 400 and bad.json().get("field") == "public_key", bad.text
+    huge = api.client.post("/v1/verifications", json={"since": 2**64}, headers=api.as_("auditor"))
+    assert huge.status_code == 400, huge.text
+    logged = [e for e in api.access_log() if e["target"]["resource"].startswith(("POST /v1/verifications",
+              "GET /v1/verifications/"))]  # fmt: skip
+    assert logged and all(e["actor"]["id"] == "auditor" for e in logged)
 
 
 def test_investigator_lookup_needs_a_purpose_and_names_the_person(fresh: Api) -> None:

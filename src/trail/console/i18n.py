@@ -133,6 +133,11 @@ WORDS: Final[dict[str, tuple[str, str]]] = {
     # integrity
     "verify_now": ("Verify now", "立即验证"),
     "last_verification": ("Last verification", "最近一次验证"),
+    "verification_running": (
+        "Verifying the whole trail; this page reloads until the result is here",
+        "正在验证全部审计记录；本页将自动刷新，直至得出结果",
+    ),
+    "verification_failed": ("The verification could not finish", "验证未能完成"),
     "findings": ("Findings", "发现"),
     "checkpoints": ("Checkpoints", "检查点"),
     "none": ("none", "无"),
