@@ -25,6 +25,7 @@ from trail.events.model import parse_timestamp
 from trail.ingest.progress import lost_tails, read_claims
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key, load_public_key
+from trail.integrity.lease import VERIFY_SCHEDULE_LOCK_KEY, Lease, shared_lease
 from trail.integrity.proof import apply_retention, build_proof
 from trail.integrity.sealer import make_sealer
 from trail.integrity.verify import FINDING_KINDS, Verifier
@@ -589,9 +590,10 @@ class PeriodicVerification:
     tampered trail is noticed without anyone asking. A scheduled run that finds another
     verification running skips its turn."""
 
-    def __init__(self, jobs: Verifications, every: float) -> None:
+    def __init__(self, jobs: Verifications, every: float, lease: Lease | None = None) -> None:
         self.jobs = jobs
         self.every = every
+        self.lease = lease
         self.runs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="trail-verify", daemon=True)
@@ -605,6 +607,10 @@ class PeriodicVerification:
             self.run_once()
 
     def run_once(self) -> VerificationJob | None:
+        if self.lease is not None and not self.lease.acquire():
+            log.info("verify.scheduled_skipped", reason=f"another process holds the schedule ({self.lease.name})")
+            self.runs += 1
+            return None
         try:
             job = self.jobs.start(None, False, by="schedule", key_text_only=False)
         except Conflict:
@@ -627,6 +633,16 @@ class PeriodicVerification:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self.lease is not None:
+            self.lease.release()
+
+
+def schedule_lease(settings: Settings) -> Lease:
+    """Which API process runs ``TRAIL_VERIFY_EVERY``'s verifications: the one holding this lease
+    (an advisory lock in the PostgreSQL incident store, else a lock file in the data directory).
+    Held until the process ends, so replicas do not each verify the whole trail every period; when
+    the holder dies, another replica takes the schedule over at its next turn."""
+    return shared_lease(settings.incident_store, settings.data_dir / "verify-schedule.lock", VERIFY_SCHEDULE_LOCK_KEY)
 
 
 def build_api_services(
@@ -691,5 +707,7 @@ def build_api_services(
         incidents=incidents,
         bootstrap=None if transport else bootstrap,
         verifications=jobs,
-        scheduled=PeriodicVerification(jobs, settings.verify_every).start() if settings.verify_every > 0 else None,
+        scheduled=PeriodicVerification(jobs, settings.verify_every, schedule_lease(settings)).start()
+        if settings.verify_every > 0
+        else None,
     )

@@ -43,7 +43,7 @@ from trail.ingest.kafka import GroupOffsets
 from trail.ingest.sink import Sink, SinkConfig, SinkHalted
 from trail.integrity.checkpoint import AppendOnlyLog
 from trail.integrity.keys import checkpoint_signing_key
-from trail.integrity.lease import FileLease, Lease, PostgresLease
+from trail.integrity.lease import SEALER_LOCK_KEY, Lease, shared_lease
 from trail.integrity.log_sealer import log_consumer
 from trail.integrity.sealer import Sealer, kafka_publisher, make_sealer
 from trail.integrity.sealer_role import LogFeed, SealerRole
@@ -296,10 +296,7 @@ def watch_incidents(service: IncidentService) -> Callable[[], None]:
 def sealer_lease(settings: Settings) -> Lease:
     """The sealer's lease: an advisory lock in the PostgreSQL incident store when there is one
     (sealers on several hosts), else a lock file in the data directory (one host)."""
-    url = settings.incident_store or ""
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresLease(url.split("?", 1)[0])
-    return FileLease(settings.data_dir / "sealer.lock")
+    return shared_lease(settings.incident_store, settings.data_dir / "sealer.lock", SEALER_LOCK_KEY)
 
 
 def build_sealer_role(settings: Settings, store: Store, bootstrap: str | None) -> SealerRole:

@@ -440,3 +440,23 @@ def test_sinks_in_another_group_leave_everything_unsealed_and_the_sealer_says_so
     assert cp is not None and cp.count == 30
     assert "sealer.sinks_not_committing" not in logs.getvalue()
     world.assert_verified()
+
+
+@pytest.mark.postgres
+def test_the_verify_schedule_lease_is_held_by_one_process_and_not_the_sealers() -> None:
+    """On PostgreSQL (several hosts): two API processes' schedule leases exclude each other; the
+    sealer's lease is another lock, so a sealer never keeps the schedule from running."""
+    from trail.integrity.lease import SEALER_LOCK_KEY, VERIFY_SCHEDULE_LOCK_KEY, PostgresLease, shared_lease
+
+    first = shared_lease(PG + "?sslmode=disable", Path("/nonexistent"), VERIFY_SCHEDULE_LOCK_KEY)
+    second = shared_lease(PG, Path("/nonexistent"), VERIFY_SCHEDULE_LOCK_KEY)
+    sealer = PostgresLease(PG, SEALER_LOCK_KEY)
+    try:
+        assert sealer.acquire()
+        assert isinstance(first, PostgresLease) and first.acquire() and first.held()
+        assert not second.acquire()
+        first.release()
+        assert second.acquire() and second.held()
+    finally:
+        for lease in (first, second, sealer):
+            lease.release()

@@ -127,3 +127,23 @@ def test_a_scheduled_run_survives_a_failing_store_and_skips_its_turn_when_one_ru
         < events.index("verify.scheduled_skipped")
         < events.index("verify.intact")
     )
+
+
+def test_one_process_of_several_runs_the_schedule_and_another_takes_it_over(tmp_path: Any) -> None:
+    """Replicas of the API each with TRAIL_VERIFY_EVERY: the one holding the schedule's lease
+    verifies; the other skips its turns until the holder stops, then takes the schedule over."""
+    from trail.integrity.lease import FileLease
+
+    lock = tmp_path / "verify-schedule.lock"
+    first_jobs, second_jobs = Verifications(Backend()), Verifications(Backend())  # type: ignore[arg-type]
+    first = PeriodicVerification(first_jobs, 60, FileLease(lock))
+    second = PeriodicVerification(second_jobs, 60, FileLease(lock))
+    with capture_logs("info") as logs:
+        assert first.run_once() is not None
+        assert second.run_once() is None and second_jobs.recent() == []
+        assert first.run_once() is not None  # the holder keeps it from turn to turn
+        first.stop()  # the holder ends (a killed process's flock ends with it too)
+        taken = second.run_once()
+    assert taken is not None and taken.status == "done" and len(first_jobs.recent()) == 2
+    assert "another process holds the schedule" in logs.getvalue()
+    second.stop()

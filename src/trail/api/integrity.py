@@ -50,7 +50,7 @@ def start_verification(request: Request, body: VerificationIn | None = None) -> 
     for one answer: this starts it and answers 202 with its id at once; ``GET
     /v1/verifications/{id}`` gives its status and, when done, the same result as ``/v1/verify``.
     One runs at a time (409 names the one running)."""
-    body = body or VerificationIn()
+    body = body or VerificationIn(since=None, strict=False, public_key=None)
     note(request, "integrity")
     job = _jobs(request).start(body.since, body.strict, body.public_key, by=principal(request).name)
     return ok(job.as_dict(), status=202, headers={"Location": f"/v1/verifications/{job.id}"})

@@ -28,6 +28,8 @@ log = get_logger("trail.lease")
 
 #: The advisory-lock key of the sealer lease (a fixed 63-bit number: "trailsea" in ASCII).
 SEALER_LOCK_KEY = 0x747261696C736561
+#: The advisory-lock key of the scheduled verification ("trailver"): one API replica runs it.
+VERIFY_SCHEDULE_LOCK_KEY = 0x747261696C766572
 
 
 class Lease(Protocol):
@@ -119,3 +121,12 @@ class PostgresLease:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = None
+
+
+def shared_lease(incident_store: str | None, lock_file: Path, key: int) -> Lease:
+    """A lease among processes: an advisory lock in the PostgreSQL incident store when there is
+    one (processes on several hosts), else a lock file (one host)."""
+    url = incident_store or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresLease(url.split("?", 1)[0], key)
+    return FileLease(lock_file)
