@@ -628,18 +628,23 @@ def _insert_reason(exc: BaseException) -> str:
     attribute's value. Keeps ClickHouse's code, its reason up to its first detail, the column
     and row it names, and the error's name."""
     whole = str(exc).strip()
-    first = whole.splitlines()[0] if whole else type(exc).__name__
-    code, sep, detail = first.rpartition("DB::Exception: ")
-    if not sep:
+    # chDB puts ClickHouse's message first (its prefix sometimes twice); over HTTP it follows the
+    # driver's own first line. The message proper starts after the prefixes at the line's start.
+    prefix = re.compile(r"\s*(?:Code: (\d+)\. )?DB::Exception: ")
+    line = next((text for text in whole.splitlines() if prefix.match(text)), None)
+    if line is None:
         return _short(exc)
-    found = re.match(r"Code: \d+", code)
-    parts = [f"{found.group(0) + '. ' if found else ''}{detail.split(': ', 1)[0].split('. ', 1)[0][:120]}"]
-    column = re.search(r"\(while reading the value of key (\w+)\)", whole)
-    row = re.search(r"\(at row (\d+)\)", whole)
-    name = re.search(r"\(([A-Z][A-Z0-9_]{2,})\)", whole)
-    parts += [f"column {column.group(1)}"] if column else []
-    parts += [f"row {row.group(1)}"] if row else []
-    parts += [f"({name.group(1)})"] if name else []
+    code, rest = None, line
+    while (m := prefix.match(rest)) is not None:
+        code, rest = m.group(1) or code, rest[m.end() :]
+    parts = [f"{'Code: ' + code + '. ' if code else ''}{rest.split(': ', 1)[0].split('. ', 1)[0][:120]}"]
+    # ClickHouse appends these after any quoted input, so the last of each is its own.
+    column = ([None, *re.findall(r"\(while reading the value of key (\w+)\)", line)])[-1]
+    row = ([None, *re.findall(r"\(at row (\d+)\)", line)])[-1]
+    name = ([None, *re.findall(r"\(([A-Z][A-Z0-9_]{2,})\)", whole)])[-1]
+    parts += [f"column {column}"] if column else []
+    parts += [f"row {row}"] if row else []
+    parts += [f"({name})"] if name else []
     return ", ".join(parts[:-1]) + " " + parts[-1] if name and len(parts) > 1 else ", ".join(parts)
 
 
