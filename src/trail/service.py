@@ -690,6 +690,7 @@ def build_api_services(
     )
     backend.incidents = incidents
     holds = incident_holds(incidents.service) if incidents is not None else None
+    store.warm_up()  # the first lookups after a restart would otherwise wait for the indexes
     jobs = Verifications(backend)
     return ApiServices(
         settings=settings,

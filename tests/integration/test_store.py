@@ -340,3 +340,23 @@ def test_a_failed_events_insert_names_no_stored_value(tmp_path, store):
         "insert of 2 events failed: Code: 41. Cannot read DateTime, column occurred_at, row 2 (CANNOT_PARSE_DATETIME)"
     )
     assert store.count_events() == 0
+
+
+def test_warm_up_reads_only_each_lookup_tables_key_index(tmp_path, store):
+    """The API's start-up warm-up: each query's condition is on its table's key and selects no
+    granule (it loads the index, reads no data); on a store that does not answer it logs and
+    returns instead of raising."""
+    from trail.storage.store import WARM_UP
+    from trail.testing import capture_logs
+
+    _, events = _events(tmp_path, 3000)
+    store.insert_events(events)
+    for table, condition in WARM_UP:
+        plan = _explain(store, f"SELECT 1 AS n FROM {{db}}.{table} WHERE {condition} LIMIT 1")
+        selected, total = map(int, re.search(r"Granules: (\d+)/(\d+)", plan.split("PrimaryKey", 1)[1]).groups())
+        assert selected == 0 < total, plan
+    assert store.warm_up() >= 0
+    gone = Store(store.dsn, f"{store.db}_never_made")  # no database: every query fails
+    with capture_logs("info") as logs:
+        assert gone.warm_up() >= 0
+    assert "store.warm_up_failed" in logs.getvalue() and "store.warmed_up" in logs.getvalue()

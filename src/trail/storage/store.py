@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -278,6 +279,22 @@ class Store:
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"store query failed: {_short(exc)}") from None
+
+    def warm_up(self) -> float:
+        """Load the primary indexes of the tables lookups read, as the API does when it starts:
+        otherwise the first queries after a restart wait for them (100-400 ms at 100 M events on
+        this project's machines, against 15-40 ms for a cold query after). Nothing matches the
+        filters; each query reads only the key's index. Returns the seconds it took; a store
+        that does not answer is logged, not raised (the API starts anyway and says so)."""
+        started = time.monotonic()
+        try:
+            for table, condition in WARM_UP:
+                self.query(f"SELECT 1 AS n FROM {{db}}.{table} WHERE {condition} LIMIT 1")
+        except StoreError as exc:
+            log.warning("store.warm_up_failed", reason=str(exc)[:300])
+        took = time.monotonic() - started
+        log.info("store.warmed_up", seconds=round(took, 3))
+        return took
 
     def close(self) -> None:
         with self._lock:
@@ -574,6 +591,14 @@ def open_store(dsn: str, database: str = "trail", *, migrate: bool = True, clust
         store.migrate()
     return store
 
+
+#: The lookups' tables and a condition on the first column of each one's key that no row meets.
+#: (Not ``events``: its partitions are by month of ``occurred_at``, its key's first column, so any
+#: such condition skips every part without opening its index; a day's query opens one month's.)
+WARM_UP: tuple[tuple[str, str], ...] = (
+    ("pages_by_subject", "subject_ref = ''"),
+    ("pages_by_actor", "actor_id = ''"),
+)
 
 #: Every row of an events insert is encoded by this (JSON lines; see ``Store.insert_event_rows``).
 _JSON_LINES = msgspec.json.Encoder()
