@@ -29,6 +29,10 @@ EMIT_CHUNK_LINES = 5_000
 EMIT_CHUNK_BYTES = 8 << 20
 
 
+#: How long `trail verify` waits for a running API's verification (a day: in effect, as long as it takes).
+VERIFY_TIMEOUT_S = 86_400.0
+
+
 class ApiClient:
     """What the CLI uses while an API runs."""
 
@@ -37,14 +41,23 @@ class ApiClient:
         self.token = token
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        *,
+        timeout: float | None = -1.0,
+    ) -> Any:
         req = urllib.request.Request(self.url + path, data=body, method=method)  # noqa: S310  # the configured API URL
         if body is not None:
             req.add_header("Content-Type", content_type)
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            wait = self.timeout if timeout is not None and timeout < 0 else timeout
+            with urllib.request.urlopen(req, timeout=wait) as resp:  # noqa: S310
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -140,7 +153,10 @@ class ApiClient:
             params["public_key"] = public_key
         if since is not None:
             params["since"] = str(since)
-        return dict(self._call("GET", "/v1/verify?" + urlencode(params)))
+        # A full verification takes as long as the trail is big (about 100 s at 10 M events, a
+        # quarter of an hour at 100 M): the command waits for it, however long, rather than give
+        # up at the client's usual timeout. (HTTP clients behind proxies use POST /v1/verifications.)
+        return dict(self._call("GET", "/v1/verify?" + urlencode(params), timeout=VERIFY_TIMEOUT_S))
 
     def proof(self, event_id: str) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/proof/" + quote(event_id)))
