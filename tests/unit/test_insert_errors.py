@@ -40,3 +40,11 @@ def test_data_that_looks_like_the_error_text_is_not_taken_for_it() -> None:
     assert _insert_reason(exc) == (
         "Code: 27. Cannot parse input, column attributes, row 3 (CANNOT_PARSE_INPUT_ASSERTION_FAILED)"
     )
+
+
+def test_a_value_quoted_in_the_reason_itself_is_replaced() -> None:
+    exc = Exception(
+        f"Code: 6. DB::Exception: Cannot parse string '{SECRET}' as UInt64: syntax error at begin of string. "
+        "(CANNOT_PARSE_TEXT)"
+    )
+    assert _insert_reason(exc) == "Code: 6. Cannot parse string '…' as UInt64 (CANNOT_PARSE_TEXT)"

@@ -48,16 +48,16 @@ class ApiClient:
         body: bytes | None = None,
         content_type: str = "application/json",
         *,
-        timeout: float | None = -1.0,
+        timeout: float | None = None,
     ) -> Any:
+        """``timeout``: seconds to wait for this call's answer (None: the client's own)."""
         req = urllib.request.Request(self.url + path, data=body, method=method)  # noqa: S310  # the configured API URL
         if body is not None:
             req.add_header("Content-Type", content_type)
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            wait = self.timeout if timeout is not None and timeout < 0 else timeout
-            with urllib.request.urlopen(req, timeout=wait) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self.timeout if timeout is None else timeout) as resp:  # noqa: S310
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:

@@ -662,11 +662,16 @@ def _insert_reason(exc: BaseException) -> str:
     code, rest = None, line
     while (m := prefix.match(rest)) is not None:
         code, rest = m.group(1) or code, rest[m.end() :]
-    parts = [f"{'Code: ' + code + '. ' if code else ''}{rest.split(': ', 1)[0].split('. ', 1)[0][:120]}"]
-    # ClickHouse appends these after any quoted input, so the last of each is its own.
+    # The reason up to its first detail, with anything it quotes (a value: "Cannot parse string
+    # '<value>' as UInt64") replaced.
+    reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", rest.split(": ", 1)[0].split(". ", 1)[0])[:120]
+    parts = [f"{'Code: ' + code + '. ' if code else ''}{reason}"]
+    # ClickHouse appends these after any quoted input, so the last of each is its own; the error's
+    # name ends the whole message (before the server's version, over HTTP).
     column = ([None, *re.findall(r"\(while reading the value of key (\w+)\)", line)])[-1]
     row = ([None, *re.findall(r"\(at row (\d+)\)", line)])[-1]
-    name = ([None, *re.findall(r"\(([A-Z][A-Z0-9_]{2,})\)", whole)])[-1]
+    ending = re.search(r"\(([A-Z][A-Z0-9_]{2,})\)(?:\s*\(version [^)]*\))?\.?\s*$", whole)
+    name = ending.group(1) if ending else None
     parts += [f"column {column}"] if column else []
     parts += [f"row {row}"] if row else []
     parts += [f"({name})"] if name else []
